@@ -1,0 +1,47 @@
+# dsvl_lab: two commands do all the set-up on a fresh machine.
+#   make test   create .venv if missing, install, run the whole test suite
+#   make lab    create .venv if missing, install, launch JupyterLab on notebooks/
+# torch is installed first, at TORCH_VERSION, and constraints.txt keeps every later install from
+# replacing it (a newer torch would pull several GB of CUDA wheels on a CPU machine).
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test test-unit test-parity lab clean help
+
+help:
+	@echo "make test    set up .venv if needed and run the whole test suite"
+	@echo "make lab     set up .venv if needed and start JupyterLab on notebooks/"
+	@echo "make clean   remove .venv and caches"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PIP) install --upgrade pip
+	$(PIP) install "torch==$(TORCH_VERSION)"
+	$(PIP) install -c constraints.txt -e ".[notebooks,test]"
+	@$(PY) -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed (see README)') if u.find_spec('torchvision') else None"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -m "not parity" $(PYTEST_ARGS)
+
+test-parity: $(STAMP)
+	$(PY) -m pytest -m parity $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""dsvl_lab: a workbench for DeepSeek-VL."""
