@@ -46,7 +46,9 @@ def resize_antialiased(images: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear, antialiased resize to size x size (torchvision ``Resize(size, antialias=True)``)."""
     if images.device.type == "mps":  # antialiased bilinear is not implemented on MPS (DeepSeek-VL #11)
         return resize_antialiased(images.cpu(), size).to(images.device)
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    # The antialiased kernel has no bf16/fp16 implementation on CPU: resize in float32, cast back.
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return resized.to(images.dtype)
 
 
 class VisionModel(nn.Module):

@@ -1,0 +1,169 @@
+"""Folders in our, the transformers and the original DeepSeek-VL format; loading errors; atomic saves."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from dsvl_lab import convert
+from dsvl_lab.config import DSVLConfig
+from dsvl_lab.model import DSVLModel
+
+from conftest import make_batch, randomize_
+
+
+def logits(model, batch):
+    """Logits at real (non-padding) positions: what a padding position predicts is not defined."""
+    with torch.no_grad():
+        return model(**batch).logits[batch["attention_mask"].bool()]
+
+
+@pytest.mark.parametrize("name", ["dsvl-micro-siglip", "dsvl-micro-sam", "dsvl-micro-hybrid"])
+def test_our_format_round_trips_bit_exactly(tmp_path, name):
+    model = randomize_(DSVLModel.from_name(name)).eval()
+    model.save_pretrained(tmp_path)
+    loaded = DSVLModel.from_pretrained(tmp_path)
+    assert loaded.config == model.config
+    batch = make_batch(model.config)
+    assert torch.equal(logits(model, batch), logits(loaded, batch))
+
+
+@pytest.mark.parametrize("name", ["dsvl-micro-siglip", "dsvl-micro-hybrid"])
+def test_transformers_folder_loads_and_matches(tmp_path, name):
+    hf_model = convert.to_hf(randomize_(DSVLModel.from_name(name, pixel_input="normalized")))
+    hf_model.save_pretrained(tmp_path)
+    ours = DSVLModel.from_pretrained(tmp_path, pixel_input="normalized")
+    batch = make_batch(ours.config, pad_first=2, normalized=True)
+    torch.testing.assert_close(logits(hf_model, batch), logits(ours, batch), atol=1e-4, rtol=1e-4)
+
+
+def test_transformers_4x_siglip_prefix_is_accepted(tmp_path):
+    """Converted Hub files keep the inner 'vision_model.vision_model.' prefix of transformers 4.x."""
+    hf_model = convert.to_hf(randomize_(DSVLModel.from_name("dsvl-micro-hybrid", pixel_input="normalized")))
+    hf_model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    state = {k.replace("model.vision_model.", "model.vision_model.vision_model."): v for k, v in state.items()}
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    ours = DSVLModel.from_pretrained(tmp_path, pixel_input="normalized")
+    batch = make_batch(ours.config, normalized=True)
+    torch.testing.assert_close(logits(hf_model, batch), logits(ours, batch), atol=1e-4, rtol=1e-4)
+
+
+def write_original_folder(model: DSVLModel, folder) -> None:
+    """A checkpoint under the original key names, with the original's unused tensors added."""
+    config = model.config
+    state = convert.our_state_to_original(model.state_dict(), config)
+    low = "vision_model.vision_tower." if config.encoder == "siglip" else "vision_model.vision_tower_low.vision_tower."
+    width = config.siglip.width
+    state[low + "attn_pool.latent"] = torch.randn(1, 1, width)
+    state[low + "attn_pool.q.weight"] = torch.randn(width, width)
+    if config.encoder == "hybrid":
+        state["vision_model.high_layer_norm.weight"] = torch.ones(config.sam.output_channels)
+        state["vision_model.low_layer_norm.weight"] = torch.ones(width)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({"model_type": "multi_modality"}))
+
+
+@pytest.mark.parametrize("name", ["dsvl-micro-siglip", "dsvl-micro-hybrid"])
+def test_original_format_loads_drops_unused_tensors_and_matches(tmp_path, capsys, name):
+    model = randomize_(DSVLModel.from_name(name)).eval()
+    write_original_folder(model, tmp_path)
+    loaded = DSVLModel.from_pretrained(tmp_path, config=model.config)
+    assert "dropping" in capsys.readouterr().out
+    batch = make_batch(model.config)
+    assert torch.equal(logits(model, batch), logits(loaded, batch))
+
+
+def test_original_key_names_follow_the_facts_sheet():
+    with torch.device("meta"):
+        keys = convert.our_state_to_original(DSVLModel.from_name("dsvl-7b").state_dict(),
+                                             DSVLConfig.from_name("dsvl-7b"))
+    assert "vision_model.vision_tower_high.vision_tower.blocks.11.attn.rel_pos_h" in keys
+    assert "vision_model.vision_tower_high.vision_tower.neck_hd.3.weight" in keys
+    assert "vision_model.vision_tower_high.vision_tower.hd_alpha_downsamples" in keys
+    assert "vision_model.vision_tower_low.vision_tower.blocks.23.attn.qkv.weight" in keys
+    assert "aligner.high_up_proj.weight" in keys and "aligner.layers.1.weight" in keys
+    assert "language_model.lm_head.weight" in keys
+    with torch.device("meta"):
+        keys_13 = convert.our_state_to_original(DSVLModel.from_name("dsvl-1.3b").state_dict(),
+                                                DSVLConfig.from_name("dsvl-1.3b"))
+    assert "vision_model.vision_tower.pos_embed" in keys_13 and "aligner.layers.2.weight" in keys_13
+
+
+def test_release_like_original_config_parses_to_the_7b_layout():
+    """An original config.json in the release's shape (fields from the facts sheet; not the verbatim file)."""
+    original = {
+        "model_type": "multi_modality",
+        "aligner_config": {"cls": "MlpProjector", "params": {
+            "depth": 2, "input_dim": 1024, "n_embed": 4096, "projector_type": "low_high_hybrid_split_mlp_gelu"}},
+        "language_config": {"max_position_embeddings": 16384, "model_type": "llama", "num_hidden_layers": 30,
+                            "torch_dtype": "float16", "vocab_size": 102400},
+        "vision_config": {"cls": "HybridVisionTower", "params": {
+            "concat_type": "tuple", "freeze_high": True, "freeze_low": True,
+            "high_res_cfg": {"image_size": 1024, "model_name": "sam_b_downsample", "select_layer": -1,
+                             "pixel_mean": [0.48145466, 0.4578275, 0.40821073],
+                             "pixel_std": [0.26862954, 0.26130258, 0.27577711]},
+            "low_res_cfg": {"image_size": 384, "model_name": "siglip_large_patch16_384", "select_layer": -1,
+                            "pixel_mean": [0.5, 0.5, 0.5], "pixel_std": [0.5, 0.5, 0.5]}}},
+    }
+    config = convert.config_from_original(original)
+    with torch.device("meta"):
+        assert DSVLModel(config).num_params() == 7_331_390_721
+    assert config.llm == DSVLConfig.from_name("dsvl-7b").llm
+
+
+def test_missing_extra_and_misshapen_weights_are_all_listed(tmp_path):
+    model = DSVLModel.from_name("dsvl-micro-siglip")
+    model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    del state["aligner.layers.0.bias"]
+    state["aligner.surprise"] = torch.zeros(3)
+    state["language_model.model.norm.weight"] = torch.zeros(7)
+    save_file(state, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError) as error:
+        DSVLModel.from_pretrained(tmp_path)
+    message = str(error.value)
+    assert "1 missing: aligner.layers.0.bias" in message
+    assert "1 unexpected: aligner.surprise" in message
+    assert "language_model.model.norm.weight: file (7,) vs model (64,)" in message
+
+
+def test_not_a_folder_and_unknown_formats_fail_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        DSVLModel.from_pretrained(tmp_path / "deepseek-ai/deepseek-vl-7b-chat")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        DSVLModel.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ValueError, match="multi_modality"):
+        DSVLModel.from_pretrained(tmp_path)
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = randomize_(DSVLModel.from_name("dsvl-micro-siglip"))
+    model.save_pretrained(tmp_path)
+    before = (tmp_path / "model.safetensors").read_bytes()
+
+    def broken_save(state, path, metadata=None):
+        with open(path, "wb") as handle:
+            handle.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("safetensors.torch.save_file", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        DSVLModel.from_name("dsvl-micro-siglip").save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dsvl_config.json", "model.safetensors"]
+
+
+
+
+def test_dtype_argument_casts_weights(tmp_path):
+    DSVLModel.from_name("dsvl-micro-hybrid").save_pretrained(tmp_path)
+    model = DSVLModel.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    batch = make_batch(model.config)
+    batch["pixel_values"] = batch["pixel_values"].bfloat16()
+    assert torch.isfinite(model(**batch).logits.float()).all()
