@@ -210,7 +210,7 @@ class DSVLConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DSVLConfig":
-        data = dict(data)
+        data = copy.deepcopy(dict(data))  # never change the caller's nested dicts
         siglip = data.pop("siglip", None)
         sam = data.pop("sam", None)
         aligner = data.pop("aligner", {})

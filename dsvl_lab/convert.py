@@ -336,9 +336,18 @@ def config_from_original(data: dict) -> DSVLConfig:
 
 
 # ============================================================================ folders
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except Exception as error:  # safetensors' own errors do not name the file
+        raise ValueError(f"cannot read weights file {path}: {error}. Is it complete? Re-copy or re-save it") from error
+
+
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of a folder: model.safetensors, sharded safetensors (with an index), or pytorch_model.bin."""
-    from safetensors.torch import load_file
+    load_file = _load_safetensors
 
     index = folder / "model.safetensors.index.json"
     if index.exists():

@@ -167,3 +167,10 @@ def test_dtype_argument_casts_weights(tmp_path):
     batch = make_batch(model.config)
     batch["pixel_values"] = batch["pixel_values"].bfloat16()
     assert torch.isfinite(model(**batch).logits.float()).all()
+
+
+def test_a_damaged_weights_file_is_named_in_the_error(tmp_path):
+    DSVLModel.from_name("dsvl-micro-siglip").save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match="model.safetensors"):
+        DSVLModel.from_pretrained(tmp_path)

@@ -1,0 +1,319 @@
+"""The ``dsvl-lab`` command.
+
+Every subcommand is one small function registered with :func:`subcommand`, which records its
+name, one-line help, usage example and arguments in the ``COMMANDS`` table; :func:`main` builds
+the argparse parser from that table. To add a subcommand, write a function that takes the parsed
+``args`` and returns an exit code, and decorate it::
+
+    @subcommand("hello", "say hello", example="dsvl-lab hello --name Ada",
+                args=[arg("--name", default="world")])
+    def cmd_hello(args):
+        print(f"hello {args.name}")
+        return 0
+
+Expected problems (a missing folder, a bad config, an unknown preset) print one line to stderr and
+exit with status 2, without a traceback; set ``DSVL_LAB_DEBUG=1`` to see the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+# torch and the model are imported inside the subcommands that need them, so `dsvl-lab --help`
+# answers at once.
+
+EXIT_OK, EXIT_USAGE = 0, 2
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+# ============================================================================ the command table
+@dataclass
+class Command:
+    name: str
+    help: str
+    example: str
+    run: Callable[[argparse.Namespace], int]
+    args: list[tuple[tuple, dict]] = field(default_factory=list)
+    details: str = ""  # more text for --help, under the one-line help
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def arg(*names, **options) -> tuple[tuple, dict]:
+    """One ``parser.add_argument(*names, **options)`` call, kept for later."""
+    return names, options
+
+
+def subcommand(name: str, help: str, example: str, args: list | None = None, details: str = ""):
+    """Register the decorated function as ``dsvl-lab <name>``."""
+
+    def register(run: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = Command(name, help, example, run, list(args or []), details)
+        return run
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dsvl-lab",
+        description="A workbench for learning, reproducing and ablating DeepSeek-VL.",
+        epilog="Example:\n  dsvl-lab presets\n\nRun 'dsvl-lab <command> --help' for each command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for command in COMMANDS.values():
+        examples = command.example.splitlines()
+        sub = commands.add_parser(
+            command.name, help=command.help,
+            description=command.help + ("\n\n" + command.details if command.details else ""),
+            epilog=("Examples:" if len(examples) > 1 else "Example:") + "".join(f"\n  {e}" for e in examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for names, options in command.args:
+            sub.add_argument(*names, **options)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+class CLIError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2."""
+
+
+def is_user_error(error: Exception) -> bool:
+    """Problems with the input (paths, files, configs), as opposed to bugs, which keep their traceback."""
+    expected = (CLIError, OSError, ValueError, KeyError)
+    # A damaged weights file: safetensors has its own error type; check by name to avoid importing it.
+    return isinstance(error, expected) or type(error).__name__ in ("SafetensorError", "UnpicklingError")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dsvl-lab`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except Exception as error:
+        if not is_user_error(error) or os.environ.get("DSVL_LAB_DEBUG"):
+            raise
+        # KeyError's str() wraps the message in quotes; args[0] is the message itself.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"dsvl-lab {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# ============================================================================ shared helpers
+def millions(n: int) -> str:
+    """Millions with two decimals; '-' for a component the model does not have."""
+    return f"{n / 1e6:,.2f}" if n else "-"
+
+
+def param_breakdown(model) -> dict[str, int]:
+    """Parameters per component: the two towers, the aligner and the language model."""
+    parts = {
+        "vision_model.low": getattr(model.vision_model, "low", None),
+        "vision_model.high": getattr(model.vision_model, "high", None),
+        "aligner": model.aligner,
+        "language_model": model.language_model,
+    }
+    return {name: sum(p.numel() for p in module.parameters()) if module is not None else 0
+            for name, module in parts.items()}
+
+
+def meta_model(config):
+    """Build the model on the meta device: shapes and counts only, no memory for weights."""
+    import torch
+
+    from .model import DSVLModel
+
+    with torch.device("meta"):
+        return DSVLModel(config)
+
+
+def image_size_label(config) -> str:
+    """'1024/384' for the hybrid (high/low view), else the single tower's size."""
+    if config.encoder == "hybrid":
+        return f"{config.sam.image_size}/{config.siglip.image_size}"
+    return str(config.image_size)
+
+
+def summarize(config) -> dict:
+    """The numbers ``presets`` and ``info`` show for one config."""
+    model = meta_model(config)
+    return {
+        "name": config.name,
+        "encoder": config.encoder,
+        "image_size": config.image_size,
+        "image_size_label": image_size_label(config),
+        "tokens_per_image": config.num_image_tokens,
+        "llm_layers": config.llm.num_layers,
+        "llm_width": config.llm.hidden_size,
+        "params": model.num_params(),
+        "params_by_component": param_breakdown(model),
+    }
+
+
+def print_table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> None:
+    """A plain-text table; columns whose index is in ``right`` are right-aligned (numbers)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+
+    def line(cells):
+        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    print(line(headers))
+    print(line(["-" * w for w in widths]))
+    for row in rows:
+        print(line(row))
+
+
+def existing_folder(path: str) -> Path:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CLIError(f"{folder} is not a folder; give the path of a model folder that is already on disk")
+    return folder
+
+
+# ============================================================================ presets
+@subcommand(
+    "presets", "list every model preset with its shapes and parameter counts",
+    example="dsvl-lab presets\ndsvl-lab presets --json > presets.json",
+    args=[arg("--json", action="store_true", help="print JSON (exact counts) instead of a table")],
+)
+def cmd_presets(args) -> int:
+    from .config import DSVLConfig, preset_names
+
+    summaries = [summarize(DSVLConfig.from_name(name)) for name in preset_names()]
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+        return EXIT_OK
+    headers = ["preset", "encoder", "image px", "img tokens", "LLM", "params",
+               "low M", "high M", "aligner M", "LLM M"]
+    rows = []
+    for s in summaries:
+        parts = s["params_by_component"]
+        rows.append([s["name"], s["encoder"], s["image_size_label"], s["tokens_per_image"],
+                     f"{s['llm_layers']} x {s['llm_width']}", f"{s['params']:,}",
+                     *(millions(parts[k]) for k in ("vision_model.low", "vision_model.high", "aligner",
+                                                    "language_model"))])
+    print_table(headers, rows, right=set(range(2, len(headers))))
+    print("\nimage px: high/low view for hybrids. low = SigLIP, high = SAM; M = millions of parameters.")
+    return EXIT_OK
+
+
+# ============================================================================ info
+def read_folder_config(folder: Path, fmt: str):
+    """The DSVLConfig of a model folder, read from its config file only (no weights)."""
+    from . import convert
+    from .config import DSVLConfig
+
+    if fmt == "ours":
+        return DSVLConfig.load(folder / convert.OUR_CONFIG)
+    data = json.loads((folder / "config.json").read_text())
+    if fmt == "hf":
+        return convert.config_from_hf(data, name=folder.name)
+    return convert.config_from_original(data)
+
+
+def weight_files_summary(folder: Path) -> str:
+    """Size on disk and the stored dtypes, from the safetensors headers only."""
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("pytorch_model*.bin"))
+    if not files:
+        return "no weight files"
+    size = sum(f.stat().st_size for f in files)
+    dtypes: set[str] = set()
+    for file in files:
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(file), framework="pt") as handle:  # reads the header, not the tensors
+                    dtypes.update(str(handle.get_slice(key).get_dtype()) for key in handle.keys())
+            except Exception as error:  # safetensors raises its own error type for a damaged file
+                raise CLIError(f"cannot read the header of {file}: {error}") from error
+    stored = ", ".join(sorted(dtypes)) if dtypes else "unknown (.bin)"
+    return f"{len(files)} file(s), {size / 2**20:,.1f} MiB, dtype {stored}"
+
+
+@subcommand(
+    "info", "show a model folder's format, config and parameter count (reads no weights)",
+    example="dsvl-lab info runs/stage1/final\ndsvl-lab info ~/models/deepseek-vl-7b-chat",
+    args=[arg("dir", help="a model folder: ours, transformers' DeepseekVL[Hybrid], or the original DeepSeek-VL")],
+)
+def cmd_info(args) -> int:
+    from .convert import detect_format
+
+    folder = existing_folder(args.dir)
+    fmt = detect_format(folder)
+    config = read_folder_config(folder, fmt)
+    s = summarize(config)
+    llm = config.llm
+    print(f"folder      {folder}")
+    print(f"format      {fmt}")
+    print(f"weights     {weight_files_summary(folder)}")
+    print(f"config      {config.name}: encoder {config.encoder}, image {s['image_size_label']} px, "
+          f"{s['tokens_per_image']} tokens per image, pixel input {config.pixel_input}")
+    for tower_name, tower in (("SigLIP", config.siglip), ("SAM", config.sam)):
+        if tower is not None:
+            print(f"{tower_name:<11} {tower.depth} x {tower.width}, patch {tower.patch_size}, {tower.num_heads} heads")
+    print(f"aligner     {config.aligner.projector_type}, depth {config.aligner.depth}")
+    print(f"LLM         {llm.num_layers} x {llm.hidden_size}, {llm.num_heads} heads ({llm.num_kv_heads} kv), "
+          f"vocab {llm.vocab_size}, context {llm.max_position_embeddings}")
+    print(f"params      {s['params']:,}")
+    for component, count in s["params_by_component"].items():
+        if count:
+            print(f"  {component:<18} {millions(count):>10} M")
+    return EXIT_OK
+
+
+# ============================================================================ convert
+@subcommand(
+    "convert", "load a model folder in any supported format and write it in ours",
+    example="dsvl-lab convert ~/models/deepseek-vl-1.3b-chat checkpoints/dsvl-1.3b --dtype bf16",
+    args=[
+        arg("src", help="model folder: ours, transformers' DeepseekVL[Hybrid], or the original DeepSeek-VL"),
+        arg("dst", help="output folder (model.safetensors + dsvl_config.json)"),
+        arg("--dtype", choices=sorted(DTYPES), default=None, help="cast the weights (default: keep the stored dtype)"),
+        arg("--force", action="store_true", help="write into DST even if it already holds files"),
+        arg("--preset", default=None,
+            help="use this preset's config instead of the folder's (for an original checkpoint of a size the "
+                 "original config does not describe)"),
+    ],
+    details="A transformers or original source becomes a model that takes raw [0, 1] images, as DSVLProcessor\n"
+            "makes them (a transformers model itself takes pre-normalised views); a source in our format keeps\n"
+            "its pixel_input. Nothing is downloaded.",
+)
+def cmd_convert(args) -> int:
+    import torch
+
+    from .config import DSVLConfig
+    from .convert import detect_format
+    from .model import DSVLModel
+
+    src, dst = existing_folder(args.src), Path(args.dst)
+    if dst.resolve() == src.resolve():
+        raise CLIError("SRC and DST are the same folder; write the converted model somewhere else")
+    # A folder left half in another format would be ambiguous to detect_format; refuse, don't mix.
+    if dst.exists() and any(dst.iterdir()) and not args.force:
+        raise CLIError(f"{dst} is not empty; choose an empty folder or pass --force to write into it")
+    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
+    config = DSVLConfig.from_name(args.preset) if args.preset else None  # fail before the slow read
+
+    print(f"[1/3] reading {src} ({detect_format(src)} format)", flush=True)
+    model = DSVLModel.from_pretrained(src, dtype=dtype, config=config)
+    stored = next(model.parameters()).dtype
+    print(f"[2/3] loaded {model.config.name}: {model.num_params():,} parameters, {str(stored).replace('torch.', '')}",
+          flush=True)
+    print(f"[3/3] writing {dst}", flush=True)
+    model.save_pretrained(dst)
+    print(f"done: {dst} (load it with DSVLModel.from_pretrained('{dst}'))")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
