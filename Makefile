@@ -11,6 +11,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+LAB_ARGS ?=
+# Jupyter refuses to start as root unless told; containers and CI machines often run as root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: install test test-unit test-parity lab clean help
 
@@ -41,7 +44,7 @@ test-parity: $(STAMP)
 	$(PY) -m pytest -m parity $(PYTEST_ARGS)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) notebooks/
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
