@@ -315,5 +315,49 @@ def cmd_convert(args) -> int:
     return EXIT_OK
 
 
+# ============================================================================ data
+@subcommand(
+    "data", "look at and export the task families (the workbench's data world)",
+    example="dsvl-lab data preview --family chart --n 8 --out preview.png\n"
+            "dsvl-lab data preview --family ocr --detail fine --n 8 --out ocr-fine.png\n"
+            "dsvl-lab data export --n 4 --out data_samples/tasks\n"
+            "dsvl-lab data check data_samples/tasks/samples.jsonl",
+    args=[
+        arg("action", choices=["preview", "export", "check"],
+            help="preview: contact sheet PNG; export: PNGs + samples.jsonl; check: read and validate a JSONL file"),
+        arg("path", nargs="?", default=None, help="the JSONL file (check only)"),
+        arg("--family", action="append", default=None, help="task family (repeatable; default: all)"),
+        arg("--detail", choices=["coarse", "fine", "both"], default="both", help="detail level (default both)"),
+        arg("--n", type=int, default=8, help="samples per family and detail level (default 8)"),
+        arg("--seed", type=int, default=0, help="first seed (default 0)"),
+        arg("--image-size", type=int, default=256, help="image side in pixels (default 256, the tiny preset)"),
+        arg("--out", default=None, help="output PNG (preview) or folder (export)"),
+        arg("--on-bad-sample", choices=["raise", "skip"], default="raise", help="check: stop or skip (default raise)"),
+    ],
+)
+def cmd_data(args) -> int:
+    from .data import jsonl
+    from .data.tasks import FAMILIES, generate_samples
+
+    if args.action == "check":
+        if not args.path:
+            raise CLIError("check needs the JSONL file: dsvl-lab data check FILE")
+        result = jsonl.read_jsonl(args.path, on_bad_sample=args.on_bad_sample)
+        print(f"{args.path}: {len(result)} good sample(s), {sum(result.skipped.values())} skipped")
+        return EXIT_OK
+    families = args.family or list(FAMILIES)
+    details = ["coarse", "fine"] if args.detail == "both" else [args.detail]
+    samples = [sample for family in families for detail in details
+               for sample in generate_samples(family, args.n, start_seed=args.seed, detail=detail,
+                                              image_size=args.image_size)]
+    if args.action == "preview":
+        out = jsonl.contact_sheet(samples, args.out or "preview.png")
+        print(f"wrote {out} ({len(samples)} samples)")
+    else:
+        out = jsonl.write_jsonl(samples, Path(args.out or "samples") / "samples.jsonl")
+        print(f"wrote {out} and {len(samples)} images")
+    return EXIT_OK
+
+
 if __name__ == "__main__":
     sys.exit(main())
