@@ -11,15 +11,20 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The notebook tier: every notebook in notebooks/ run top to bottom in smoke mode (micro presets, a few
+# steps). --nbval-lax fails on an error but does not compare outputs (the committed outputs are class mode).
+NOTEBOOK_ARGS ?=
+NBVAL := DSVL_LAB_SMOKE=1 $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cacheprovider
 LAB_ARGS ?=
 # Jupyter refuses to start as root unless told; containers and CI machines often run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install test test-unit test-parity lab clean help
+.PHONY: install test test-unit test-parity test-notebooks lab clean help
 
 help:
 	@echo "make test    set up .venv if needed and run the whole test suite"
 	@echo "make lab     set up .venv if needed and start JupyterLab on notebooks/"
+	@echo "make test-unit | test-parity | test-notebooks   one tier only"
 	@echo "make clean   remove .venv and caches"
 
 $(PY):
@@ -36,12 +41,16 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(NBVAL) $(NOTEBOOK_ARGS) notebooks/
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m "not parity" $(PYTEST_ARGS)
 
 test-parity: $(STAMP)
 	$(PY) -m pytest -m parity $(PYTEST_ARGS)
+
+test-notebooks: $(STAMP)
+	$(NBVAL) $(NOTEBOOK_ARGS) notebooks/
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) notebooks/
