@@ -4,8 +4,8 @@ import json
 import pytest
 
 from dsvl_lab.config import BOS_TOKEN, EOS_TOKEN, IMAGE_TOKEN, MINI_TOKENS, MINI_VOCAB, PAD_TOKEN
-from dsvl_lab.data.tokenizer import (SHIPPED_TOKENIZER, corpus_texts, load_tokenizer, main, save_tokenizer,
-                                     train_tokenizer)
+from dsvl_lab.data.tokenizer import (SHIPPED_TOKENIZER, corpus_texts, file_sha256, load_tokenizer, main,
+                                     save_tokenizer, train_tokenizer, training_texts)
 
 SPECIALS = [BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, IMAGE_TOKEN]
 
@@ -111,6 +111,39 @@ def test_cli_help_has_an_example(capsys):
 
 def test_cli_trains_and_writes(tmp_path, capsys):
     out = tmp_path / "tok.json"
-    main(["--out", str(out), "--vocab-size", "300"])
+    main(["--out", str(out), "--vocab-size", "300", "--task-samples", "2"])  # 2 samples per task: quick
     assert load_tokenizer(out).get_vocab_size() == 300
-    assert "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "sha256" in printed and "task texts" in printed
+
+
+def test_training_is_byte_identical_for_the_same_texts():
+    texts = list(corpus_texts())[:300]
+    first = train_tokenizer(texts, vocab_size=500).to_str()
+    assert train_tokenizer(texts, vocab_size=500).to_str() == first
+
+
+def test_tokenizer_never_reads_the_heldout_split():
+    from dsvl_lab.data.corpus import load_corpus
+
+    assert set(corpus_texts()) == set(load_corpus().train)
+
+
+def test_task_texts_join_the_training_text():
+    texts, counts = training_texts(task_samples=1)
+    assert counts["task_texts"] > 0 and len(texts) == counts["corpus_documents"] + counts["task_texts"]
+
+
+def test_shipped_readme_names_the_shipped_file():
+    readme = (SHIPPED_TOKENIZER.parent / "README.md").read_text(encoding="utf-8")
+    assert file_sha256(SHIPPED_TOKENIZER) in readme, "data_samples/tokenizer/README.md has a stale sha256"
+
+
+def test_missing_task_package_is_loud_but_not_fatal(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise ImportError("No module named 'dsvl_lab.data.tasks'")
+
+    monkeypatch.setattr("dsvl_lab.data.tokenizer.task_texts", broken)
+    texts, counts = training_texts()
+    assert counts["task_texts"] == 0 and len(texts) == counts["corpus_documents"] > 0
+    assert "WARNING" in capsys.readouterr().err

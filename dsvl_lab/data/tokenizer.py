@@ -3,26 +3,38 @@
 The real DeepSeek-LLM tokenizer (a ``LlamaTokenizerFast`` in the original code) is a byte-level BPE
 with about 100k entries; its special tokens sit at the end (BOS 100000, EOS 100001, the image tag
 ``<image_placeholder>`` near 100015). The miniature models use the same *kind* of tokenizer, small
-enough for a CPU, trained here on the English text that ships with Python (``pydoc_data``). Its four
-special tokens sit at the start instead, at the ids the miniature presets expect
-(``config.MINI_TOKENS``):
+enough for a CPU. Its four special tokens sit at the start instead, at the ids the miniature
+presets expect (``config.MINI_TOKENS``):
 
     0  <｜begin▁of▁sentence｜>   BOS
     1  <｜end▁of▁sentence｜>     EOS
     2  <pad>                     padding
     3  <image_placeholder>       one per image in a prompt; the processor expands it
 
+It is trained on what the miniature models will read, and nothing they are tested on:
+
+* the **train split** of the language corpus (:mod:`dsvl_lab.data.corpus`: the ``pydoc_data``
+  help topics and standard-library docstrings). Never the held-out split: a tokenizer fitted to
+  the evaluation text would flatter the held-out perplexity;
+* the **task texts**: captions, questions, answers and options of a few hundred generated
+  samples per task family and detail level (:mod:`dsvl_lab.data.tasks`), so that words such as
+  "hatched" or a chart's labels are single tokens.
+
 There is deliberately no post-processor that adds BOS/EOS: like the original VLChatProcessor,
 our processor adds BOS itself, so that it knows exactly where every token came from (labels).
 
-Ship or rebuild the file with::
+Training is deterministic: the same texts give a byte-identical file. Ship or rebuild it with::
 
     python -m dsvl_lab.data.tokenizer --out data_samples/tokenizer/tokenizer.json --vocab-size 4096
+
+Real presets (dsvl-1.3b, dsvl-7b) use the ``tokenizer.json`` of the user's checkpoint folder instead.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -44,16 +56,59 @@ DATA_SAMPLES = Path(__file__).resolve().parent.parent.parent / "data_samples"
 SHIPPED_TOKENIZER = DATA_SAMPLES / "tokenizer" / "tokenizer.json"
 
 
+TASK_SAMPLES = 200  # generated samples per task family and detail level that the tokenizer reads
+TASK_IMAGE_SIZE = 64  # the smallest size the generators allow: the pixels are thrown away, only text is used
+
+
 def corpus_texts() -> Iterator[str]:
-    """Real English prose that ships with every CPython: the help topics of ``pydoc_data``.
+    """The train split of the language corpus (pydoc_data help topics + stdlib docstrings).
 
-    About 465 KB (65k words) in 79 documents, yielded in a fixed (sorted) order so training is
-    reproducible.
+    About 1 MB of real English in about 900 documents, in a fixed order so training is
+    reproducible. The held-out split is left out on purpose (see the module docstring).
     """
-    from pydoc_data.topics import topics
+    from .corpus import train_texts
 
-    for name in sorted(topics):
-        yield topics[name]
+    yield from train_texts()
+
+
+def task_texts(samples: int = TASK_SAMPLES, image_size: int = TASK_IMAGE_SIZE) -> list[str]:
+    """Captions, questions, answers and options of ``samples`` generated samples per family and detail.
+
+    Seeds 0..samples-1 of every (family, detail), in the fixed order of ``FAMILIES`` and
+    ``DETAILS``, so the list is the same on every run. Raises ImportError if the task package is
+    missing or broken; :func:`training_texts` turns that into a loud warning.
+    """
+    from .tasks import DETAILS, FAMILIES, generate_samples
+
+    texts = []
+    for family in FAMILIES:
+        for detail in DETAILS:
+            for sample in generate_samples(family, samples, start_seed=0, detail=detail, image_size=image_size):
+                texts.append(sample.caption)
+                for qa in sample.qa:
+                    texts += [qa.question, qa.answer, *qa.options]
+    return texts
+
+
+def training_texts(task_samples: int = TASK_SAMPLES) -> tuple[list[str], dict[str, int]]:
+    """(texts, how many came from each source): the corpus train split, then the task texts.
+
+    ``task_samples=0`` skips the tasks. If the task package cannot be used, the tokenizer is
+    trained on the corpus alone and a warning says so on stderr: a tokenizer without the task
+    words still works, it just splits them into more tokens.
+    """
+    texts = list(corpus_texts())
+    counts = {"corpus_documents": len(texts), "task_texts": 0}
+    if task_samples > 0:
+        try:
+            tasks = task_texts(task_samples)
+        except Exception as err:  # ImportError, or a generator bug: neither should stop the corpus part
+            print(f"WARNING: the task texts are left out of the tokenizer ({type(err).__name__}: {err}); "
+                  f"the tokenizer is trained on the language corpus alone", file=sys.stderr)
+        else:
+            texts += tasks
+            counts["task_texts"] = len(tasks)
+    return texts, counts
 
 
 def new_byte_level_bpe() -> Tokenizer:
@@ -72,7 +127,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = MINI_VOCAB,
                     out_path: str | os.PathLike | None = None) -> Tokenizer:
     """Train a byte-level BPE on ``texts``; special tokens get ids 0..3; optionally save atomically.
 
-    >>> tok = train_tokenizer(corpus_texts(), vocab_size=300)
+    >>> tok = train_tokenizer(["a tiny corpus of words"], vocab_size=300)
     >>> [tok.token_to_id(t) for t in SPECIAL_TOKENS]
     [0, 1, 2, 3]
     """
@@ -146,11 +201,16 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     return tokenizer
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m dsvl_lab.data.tokenizer",
-        description="Train the miniature byte-level BPE tokenizer on the English text of Python's "
-                    "pydoc_data and write tokenizer.json (special tokens at ids 0..3).",
+        description="Train the miniature byte-level BPE tokenizer on the train split of the language corpus "
+                    "(pydoc_data help topics + stdlib docstrings) and the task texts (captions, questions, "
+                    "answers), and write tokenizer.json (special tokens at ids 0..3).",
         epilog="example:\n  python -m dsvl_lab.data.tokenizer "
                "--out data_samples/tokenizer/tokenizer.json --vocab-size 4096",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -159,12 +219,18 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"where to write tokenizer.json (default: {SHIPPED_TOKENIZER})")
     parser.add_argument("--vocab-size", type=int, default=MINI_VOCAB,
                         help=f"entries including the 4 special tokens (default: {MINI_VOCAB}, what the presets use)")
+    parser.add_argument("--task-samples", type=int, default=TASK_SAMPLES,
+                        help=f"generated samples per task family and detail level whose texts join the "
+                             f"training text (default: {TASK_SAMPLES}; 0 = corpus only)")
     args = parser.parse_args(argv)
+    texts, counts = training_texts(args.task_samples)
     try:
-        tokenizer = train_tokenizer(corpus_texts(), vocab_size=args.vocab_size, out_path=args.out)
+        tokenizer = train_tokenizer(texts, vocab_size=args.vocab_size, out_path=args.out)
     except ValueError as err:
         parser.error(str(err))
-    print(f"wrote {args.out} ({tokenizer.get_vocab_size()} entries)")
+    print(f"trained on {counts['corpus_documents']} corpus documents (train split) and "
+          f"{counts['task_texts']} task texts")
+    print(f"wrote {args.out} ({tokenizer.get_vocab_size()} entries, sha256 {file_sha256(args.out)})")
 
 
 if __name__ == "__main__":

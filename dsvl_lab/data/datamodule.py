@@ -1,0 +1,160 @@
+"""``DSVLDataModule``: the LightningDataModule that owns the data mixture of a stage.
+
+It serves, step by step, batches that are all-text or all-image (modality grouping) or mixed,
+with a language share that follows the modality warm-up schedule. Its state (the next step and
+the counts of text and image samples consumed) is saved in Lightning checkpoints, and a resumed
+run continues with exactly the batches an uninterrupted run would have seen.
+
+    >>> dm = DSVLDataModule("dsvl-micro-hybrid", "stage2_joint", total_steps=100)   # doctest: +SKIP
+    >>> dm.setup("fit"); batch = next(iter(dm.train_dataloader()))                  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import DSVLConfig
+from ..processor import DSVLProcessor
+from .stage_data import STAGE_DATA_PRESETS, StageBatches, StageData, TextStream, world_image_size
+
+BOOKKEEPING_KEYS = ("n_text", "n_image", "step")
+
+
+class _Steps(torch.utils.data.Sampler):
+    """Yields the step indexes still to run, from the data module's ``next_step`` to ``total - 1``.
+
+    The start is read when iteration begins (after Lightning restored a checkpoint), and the length
+    is the whole run, so Lightning's own count of batches done in the epoch stays consistent.
+    """
+
+    def __init__(self, owner: "DSVLDataModule", total: int) -> None:
+        self.owner, self.total = owner, total
+
+    def __iter__(self):
+        return iter(range(self.owner.next_step, self.total))
+
+    def __len__(self) -> int:
+        return self.total
+
+
+class _FixedBatches(Dataset):
+    def __init__(self, batches: list[dict]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.batches[index]
+
+
+def resolve_stage_data(stage_data: StageData | str, **overrides: Any) -> StageData:
+    if isinstance(stage_data, str):
+        if stage_data not in STAGE_DATA_PRESETS:
+            raise ValueError(f"unknown stage data {stage_data!r}; presets: {sorted(STAGE_DATA_PRESETS)}")
+        stage_data = STAGE_DATA_PRESETS[stage_data]
+    return dataclasses.replace(stage_data, **overrides) if overrides else stage_data
+
+
+class DSVLDataModule(L.LightningDataModule):
+    """Batches for one stage of one model preset.
+
+    Args:
+        config: a DSVLConfig or preset name (image size, tokens per image, special tokens).
+        stage_data: a StageData or the name of a stage preset (``stage1_adaptor``, ``stage2_joint``,
+            ``stage3_sft``); keyword ``overrides`` replace its fields (``language_ratio=0.3``,
+            ``warmup_steps=50``, ``group_by_modality=False``, ``batch_size=8``, ...).
+        total_steps: how many training batches the run takes.
+        num_workers: DataLoader workers (batches do not depend on the worker count).
+        val_batches: fixed held-out batches per modality for validation losses.
+    """
+
+    def __init__(self, config: DSVLConfig | str, stage_data: StageData | str = "stage2_joint", total_steps: int = 1000,
+                 num_workers: int = 0, val_batches: int = 2, processor: DSVLProcessor | None = None,
+                 **overrides: Any) -> None:
+        super().__init__()
+        self.config = DSVLConfig.from_name(config) if isinstance(config, str) else config
+        self.data = resolve_stage_data(stage_data, **overrides)
+        self.total_steps = total_steps
+        self.num_workers = num_workers
+        self.val_batches = val_batches
+        self.processor = processor
+        self.next_step = 0
+        self.seen = {"text": 0, "image": 0}
+        self._train: StageBatches | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is not None:
+            return
+        if self.processor is None:
+            self.processor = DSVLProcessor.from_config(self.config)
+        text = None
+        if self.data.language_ratio > 0 or self.data.warmup_steps > 0:
+            from .corpus import load_corpus
+
+            text = TextStream(self.processor, load_corpus().train)
+        self._train = StageBatches(self.data, self.processor, text, self.total_steps, world_image_size(self.config))
+
+    @property
+    def train_batches(self) -> StageBatches:
+        if self._train is None:
+            self.setup("fit")
+        return self._train
+
+    # ------------------------------------------------------------------ loaders
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_batches, batch_size=None, sampler=_Steps(self, self.total_steps),
+                          num_workers=self.num_workers, persistent_workers=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(_FixedBatches(self.validation_batches()), batch_size=None)
+
+    def validation_batches(self) -> list[dict]:
+        """Fixed held-out batches: text from the held-out split, images from evaluation seeds."""
+        from .corpus import evaluation_texts
+        from .stage_data import EVAL_SEED_BASE
+
+        batches = []
+        val_data = dataclasses.replace(self.data, language_ratio=1.0, warmup_steps=0, group_by_modality=True,
+                                       seed=EVAL_SEED_BASE)
+        held_out = StageBatches(val_data, self.processor or DSVLProcessor.from_config(self.config),
+                                TextStream(self.train_batches.processor, evaluation_texts()), self.val_batches,
+                                self.train_batches.task_image_size)
+        batches += [held_out[i] for i in range(self.val_batches)]
+        image_data = dataclasses.replace(val_data, language_ratio=0.0)
+        image_batches = StageBatches(image_data, held_out.processor, None, self.val_batches,
+                                     self.train_batches.task_image_size)
+        batches += [image_batches[i] for i in range(self.val_batches)]
+        return batches
+
+    # ------------------------------------------------------------------ bookkeeping and resume
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count what the trainer actually consumes (not what workers prefetched)."""
+        if self.trainer is not None and self.trainer.training and isinstance(batch, dict) and "step" in batch:
+            self.next_step = int(batch["step"]) + 1
+            self.seen["text"] += int(batch["n_text"])
+            self.seen["image"] += int(batch["n_image"])
+        return batch
+
+    def language_share_seen(self) -> float:
+        total = self.seen["text"] + self.seen["image"]
+        return self.seen["text"] / total if total else float("nan")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_step": self.next_step, "seen": dict(self.seen), "data": dataclasses.asdict(self.data)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("data", {})
+        changed = sorted(k for k, v in saved.items() if k in ("seed", "language_ratio", "warmup_steps", "warmup_kind",
+                                                             "group_by_modality", "batch_size")
+                         and getattr(self.data, k) != (tuple(v) if isinstance(v, list) else v))
+        if changed:
+            raise ValueError(f"cannot resume: the checkpoint's data mixture differs in {changed}; "
+                             f"resume with the same stage data, or start a new run")
+        self.next_step = int(state["next_step"])
+        self.seen = dict(state["seen"])

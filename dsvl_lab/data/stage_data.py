@@ -1,0 +1,252 @@
+"""What each training stage reads: sample formats, the per-stage data spec, and batches by step.
+
+Paper (section 3.2, facts sheet 4.1-4.3):
+- stage 1 (adaptor warm-up) reads image-caption and document-OCR pairs, no language-only data;
+- stage 2 (joint pre-training) reads a language-heavy mixture (70% text) of interleaved
+  image-text, captions, charts, OCR and QA, plus "a minimal proportion" of SFT data;
+- stage 3 (SFT) reads conversations in the chat template, about half of them text-only, with the
+  loss on the assistant's answers only.
+
+How pre-training samples were formatted in the original is not documented (facts 2.7, issue #56:
+UNVERIFIED). We use a plain format for stages 1-2 — ``BOS <image tokens> caption EOS`` and
+``BOS <image tokens> Question: q Answer: a EOS`` with the loss on the caption / answer — and the
+processor's chat template for instruction data. The share of instruction data in stage 2 is also
+UNVERIFIED; we choose 10% of the multimodal samples.
+
+Batches are a pure function of (seed, step): see ``mixing.py``. That makes a resumed run see
+exactly the batches an uninterrupted run would have seen, with any number of loader workers.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..processor import IGNORE_INDEX, DSVLProcessor, EncodedSample, to_tensor
+from .mixing import ModalityPlan, WarmupSchedule, draw_seed
+
+EVAL_SEED_BASE = 1 << 62  # training task seeds are drawn below 2**62, evaluation seeds at and above it
+IMAGE_FORMATS = ("caption", "qa", "chat")
+TEXT_FORMATS = ("plain", "chat")
+
+
+@dataclass
+class StageData:
+    """The data side of one stage: mixture, formats, lengths, seed.
+
+    ``language_ratio`` is the share of language-only draws after the warm-up; ``warmup_steps`` and
+    ``warmup_kind`` ("linear", "step" or "none") shape the modality warm-up from 1.0 down to it;
+    ``group_by_modality`` makes each batch all-text or all-image. ``image_formats`` weights the
+    multimodal sample formats; ``fine_share`` is the share of fine-detail task samples.
+    """
+
+    name: str = "stage2_joint"
+    families: tuple[str, ...] = ("chart", "ocr", "doc", "screen", "scene")
+    fine_share: float = 0.5
+    language_ratio: float = 0.7
+    warmup_steps: int = 0
+    warmup_kind: str = "linear"
+    warmup_stairs: int = 4
+    group_by_modality: bool = True
+    image_formats: dict[str, float] = field(default_factory=lambda: {"caption": 0.4, "qa": 0.5, "chat": 0.1})
+    text_format: str = "plain"
+    task_image_size: int | None = None  # None: see world_image_size()
+    seq_len: int = 256
+    batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.image_formats) - set(IMAGE_FORMATS)
+        if unknown:
+            raise ValueError(f"unknown image formats {sorted(unknown)}; choose from {IMAGE_FORMATS}")
+        if self.text_format not in TEXT_FORMATS:
+            raise ValueError(f"text_format must be one of {TEXT_FORMATS}, got {self.text_format!r}")
+        if not 0.0 <= self.fine_share <= 1.0:
+            raise ValueError(f"fine_share must be in [0, 1], got {self.fine_share}")
+        self.schedule  # validates ratio and warm-up
+
+    @property
+    def schedule(self) -> WarmupSchedule:
+        return WarmupSchedule(self.language_ratio, self.warmup_steps, self.warmup_kind, self.warmup_stairs)
+
+    def plan(self) -> ModalityPlan:
+        return ModalityPlan(self.schedule, self.seed, self.group_by_modality, self.batch_size)
+
+
+# The paper's three stages as data presets (miniature lengths; the mixture follows the paper).
+STAGE_DATA_PRESETS: dict[str, StageData] = {
+    "stage1_adaptor": StageData(name="stage1_adaptor", language_ratio=0.0, image_formats={"caption": 1.0},
+                                group_by_modality=True),
+    "stage2_joint": StageData(name="stage2_joint", language_ratio=0.7, warmup_steps=200),
+    "stage3_sft": StageData(name="stage3_sft", language_ratio=0.479, image_formats={"chat": 1.0},
+                            text_format="chat"),
+}
+
+
+# ============================================================================ sample formats
+def _plain(processor: DSVLProcessor, prompt: str, target: str, with_image: bool) -> EncodedSample:
+    """BOS [image] prompt target EOS, with the loss on ``target`` and EOS only."""
+    prompt_ids = processor.encode_segment((processor.image_tag if with_image else "") + prompt)
+    target_ids = processor.encode_segment(target) + [processor.eos_token_id]
+    input_ids = [processor.bos_token_id] + prompt_ids + target_ids
+    labels = [IGNORE_INDEX] * (1 + len(prompt_ids)) + target_ids
+    return EncodedSample(input_ids, labels, [])
+
+
+def caption_example(processor: DSVLProcessor, sample) -> EncodedSample:
+    encoded = _plain(processor, "", " " + sample.caption, with_image=True)
+    encoded.images = [sample.image]
+    return encoded
+
+
+def qa_example(processor: DSVLProcessor, sample, turn: int = 0) -> EncodedSample:
+    qa = sample.qa[turn]
+    encoded = _plain(processor, f" Question: {qa.question} Answer:", " " + qa.answer, with_image=True)
+    encoded.images = [sample.image]
+    return encoded
+
+
+def chat_conversation(sample) -> list[dict]:
+    """All QA turns of a task sample as a conversation, the image in the first user turn."""
+    conversation: list[dict] = []
+    for index, qa in enumerate(sample.qa):
+        user = {"role": "user", "content": qa.question}
+        if index == 0:
+            user = {"role": "user", "content": "<image_placeholder>" + qa.question, "images": [sample.image]}
+        conversation += [user, {"role": "assistant", "content": qa.answer}]
+    return conversation
+
+
+def chat_example(processor: DSVLProcessor, sample) -> EncodedSample:
+    return processor.encode_conversation(chat_conversation(sample))
+
+
+def text_plain_example(processor: DSVLProcessor, tokens: np.ndarray) -> EncodedSample:
+    """A window of the training text: every token supervised (language modelling)."""
+    ids = [processor.bos_token_id] + tokens.tolist()
+    return EncodedSample(ids, [IGNORE_INDEX] + tokens.tolist(), [])
+
+
+def text_chat_example(processor: DSVLProcessor, tokens: np.ndarray) -> EncodedSample:
+    """Text-only SFT: continue a passage of the training text (stage 3's language-only share)."""
+    half = len(tokens) // 2
+    prefix = processor.decode(tokens[:half].tolist())
+    continuation = processor.decode(tokens[half:].tolist()).strip()
+    conversation = [{"role": "user", "content": f"Continue the text: {prefix}"},
+                    {"role": "assistant", "content": continuation}]
+    return processor.encode_conversation(conversation)
+
+
+# ============================================================================ sources
+class TextStream:
+    """The training split of the corpus as one token stream; samples are windows of it."""
+
+    def __init__(self, processor: DSVLProcessor, texts: list[str]) -> None:
+        ids: list[int] = []
+        for text in texts:
+            ids += processor.encode_text(text, add_bos=False, add_eos=True)
+        self.tokens = np.asarray(ids, dtype=np.int32)
+
+    def window(self, seed: int, length: int) -> np.ndarray:
+        if len(self.tokens) <= length:
+            raise ValueError(f"the text corpus has {len(self.tokens)} tokens, fewer than one sample of {length}")
+        start = seed % (len(self.tokens) - length)
+        return self.tokens[start:start + length]
+
+
+def world_image_size(config) -> int:
+    """The size the task images are drawn at: the high-res size when SAM is used.
+
+    A SigLIP-only model sees the same world through its own (4x smaller) eyes: the processor
+    resizes the image down, so single- vs hybrid-encoder comparisons read the same pictures.
+    """
+    if config.sam is not None:
+        return config.sam.image_size
+    return max(64, 4 * config.siglip.image_size)
+
+
+def task_sample(data: StageData, seed: int, image_size: int, rng: random.Random | None = None):
+    """One task sample for a training draw: family and detail level chosen from ``seed``."""
+    from .tasks import generate_sample
+
+    rng = rng or random.Random(seed)
+    family = rng.choice(data.families)
+    detail = "fine" if rng.random() < data.fine_share else "coarse"
+    return generate_sample(family, seed, detail=detail, image_size=image_size)
+
+
+# ============================================================================ batches by step
+class StageBatches(Dataset):
+    """Map-style dataset whose item ``step`` is the whole batch of that training step.
+
+    Each batch carries ``n_text`` and ``n_image`` (samples of each modality), so a run can log and
+    prove its mixture.
+    """
+
+    def __init__(self, data: StageData, processor: DSVLProcessor, text: TextStream | None, total_steps: int,
+                 task_image_size: int | None = None) -> None:
+        self.data = data
+        self.processor = processor
+        self.task_image_size = data.task_image_size or task_image_size or max(64, processor.image_size)
+        self.text = text
+        self.total_steps = total_steps
+        self.plan = data.plan()
+        if data.language_ratio > 0 and text is None:
+            raise ValueError(f"stage {data.name!r} has language_ratio {data.language_ratio} but no text corpus")
+
+    def __len__(self) -> int:
+        return self.total_steps
+
+    def __getitem__(self, step: int) -> dict[str, Any]:
+        modalities = self.plan.step_modalities(step, self.data.batch_size)
+        samples = [self.example(step, slot, modality) for slot, modality in enumerate(modalities)]
+        batch = self.collate(samples)
+        batch["n_text"] = modalities.count("text")
+        batch["n_image"] = modalities.count("image")
+        batch["step"] = step
+        return batch
+
+    def example(self, step: int, slot: int, modality: str) -> EncodedSample:
+        seed = draw_seed(self.data.seed, step, slot, modality)
+        if modality == "text":
+            tokens = self.text.window(seed, self.data.seq_len - 1)
+            if self.data.text_format == "chat":
+                return self._truncate(text_chat_example(self.processor, tokens))
+            return text_plain_example(self.processor, tokens)
+        rng = random.Random(seed)
+        sample = task_sample(self.data, seed, self.task_image_size, rng)
+        formats, weights = zip(*self.data.image_formats.items())
+        form = rng.choices(formats, weights)[0]
+        if form == "caption":
+            return self._truncate(caption_example(self.processor, sample))
+        if form == "qa":
+            return self._truncate(qa_example(self.processor, sample, rng.randrange(len(sample.qa))))
+        return self._truncate(chat_example(self.processor, sample))
+
+    def _truncate(self, encoded: EncodedSample) -> EncodedSample:
+        """Cut text beyond seq_len; image tokens come first and are never cut."""
+        limit = self.data.seq_len
+        n_image = encoded.input_ids.count(self.processor.image_token_id)
+        if len(encoded.input_ids) > limit:
+            if n_image and encoded.input_ids[:limit].count(self.processor.image_token_id) != n_image:
+                raise ValueError(f"seq_len {limit} is too short for {n_image} image tokens; raise seq_len")
+            encoded = EncodedSample(encoded.input_ids[:limit], encoded.labels[:limit], encoded.images)
+        return encoded
+
+    def collate(self, samples: list[EncodedSample]) -> dict[str, Any]:
+        batch = self.processor.pad_left(samples)
+        size = self.processor.image_size
+        images = [to_tensor(image) if image.size == (size, size) else self.processor.preprocess_image(image)
+                  for s in samples for image in s.images]
+        size = self.processor.image_size
+        batch["pixel_values"] = torch.stack(images) if images else torch.zeros(0, 3, size, size)
+        return batch
+
+
+def eval_seed(index: int) -> int:
+    """Seeds of the fixed evaluation sets: disjoint from every training draw by construction."""
+    return EVAL_SEED_BASE + index

@@ -1,0 +1,116 @@
+"""OCR family: rendered words and numbers in several fonts, sizes and colours, plain or noisy background.
+
+Coarse: a large word (a fifth to a quarter of the image high) and a large 2-digit number, in one of
+six DejaVu faces and a named colour, on a plain, two-tone or noisy background. Questions: what word
+is written, what number is written, what colour is the word.
+
+Fine: the big word is still there, and below or above it a *security panel*: a flat tinted box in
+which one of four words (VOID, PAID, COPY, FREE) is written in texture only, its strokes filled
+with a 1-pixel checkerboard of the panel's own colour. Cheque "VOID pantographs" work the same way
+(a pattern a copier cannot reproduce). At low resolution the checkerboard averages to the panel
+colour, so every panel looks the same; at full resolution the word is plain to read. The panel's
+size, place and colour do not depend on the word, and all four words have four letters.
+
+Why not simply small text? Measured on this machine (see the issue): words drawn 9-11 px high
+stay partly readable after a 4x downscale, because word length and ink shape survive the blur.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .common import (COLOR_NAMES, FONT_NAMES, PALETTE, QA, add_noise, apply_texture, bitmap_text_mask,
+                     bitmap_text_width, choose_answer, draw_text, fit_font, light_color, numpy_rng, options_with,
+                     scaled)
+
+WORDS = ("cat", "sun", "book", "tree", "house", "music", "garden", "window")
+NUMBERS = tuple(str(n) for n in range(10, 30))
+HIDDEN_WORDS = ("VOID", "PAID", "COPY", "FREE")
+BACKGROUNDS = ("plain", "two-tone", "noisy")
+
+
+def _background(rng: random.Random, size: int, kind: str) -> np.ndarray:
+    """A light background: one colour, two horizontal bands, or one colour with pixel noise."""
+    pixels = np.empty((size, size, 3), dtype=np.uint8)
+    pixels[:] = light_color(rng, 200)
+    if kind == "two-tone":
+        pixels[rng.randint(size // 3, 2 * size // 3):] = light_color(rng, 200)
+    elif kind == "noisy":
+        pixels = add_noise(pixels, numpy_rng(rng), sigma=rng.uniform(8, 20))
+    return pixels
+
+
+def _styled(word: str, rng: random.Random) -> str:
+    """The word as printed: UPPER, Title or lower case."""
+    return rng.choice((word.upper(), word.title(), word))
+
+
+def _draw_line(draw: ImageDraw.ImageDraw, rng: random.Random, text: str, face_name: str, box, color) -> None:
+    """Draw ``text`` as large as ``box`` allows, aligned left, centre or right inside it."""
+    x0, y0, x1, y1 = box
+    face = fit_font(text, face_name, x1 - x0, y1 - y0)
+    align = rng.choice(("l", "m", "r"))
+    x = {"l": x0, "m": (x0 + x1) / 2, "r": x1}[align]
+    draw_text(draw, (x, (y0 + y1) / 2), text, face, color, anchor=align + "m")
+
+
+def generate(rng: random.Random, detail: str, size: int, force_answer: str | None):
+    """Draw one OCR image; returns (image, caption, qa, meta)."""
+    fine = detail == "fine"
+    background = rng.choice(BACKGROUNDS)
+    pixels = _background(rng, size, background)
+    word, number = rng.choice(WORDS), rng.choice(NUMBERS)
+    color, face_name = rng.choice(COLOR_NAMES), rng.choice(FONT_NAMES)
+    printed = _styled(word, rng)
+    margin = scaled(size, 0.06)
+    line_height = scaled(size, rng.uniform(0.2, 0.26))  # font size >= 1/5 of the image: readable at 1/4 scale
+
+    # Two bands: the word in one, the number (coarse) or the security panel (fine) in the other.
+    word_on_top = rng.random() < 0.5
+    top_y = margin + rng.randint(0, scaled(size, 0.12))
+    bottom_y = size // 2 + rng.randint(0, scaled(size, 0.1))
+    word_y0, other_y0 = (top_y, bottom_y) if word_on_top else (bottom_y, top_y)
+
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    _draw_line(draw, rng, printed, face_name, (margin, word_y0, size - margin, word_y0 + line_height), PALETTE[color])
+    meta = {"word": word, "printed": printed, "font": face_name, "color": color, "background": background}
+
+    if not fine:
+        number_color = rng.choice(COLOR_NAMES)
+        _draw_line(draw, rng, number, rng.choice(FONT_NAMES),
+                   (margin, other_y0, size - margin, other_y0 + line_height), PALETTE[number_color])
+        qa = [QA("What word is written in the image?", word, options_with(word, WORDS, rng), kind="read_word",
+                 detail="coarse"),
+              QA("What number is written in the image?", number, options_with(number, NUMBERS, rng),
+                 kind="read_number", detail="coarse"),
+              QA("What colour is the word?", color, options_with(color, COLOR_NAMES, rng), kind="text_color",
+                 detail="coarse")]
+        caption = (f"The word \"{printed}\" in {color} letters and the number {number} in {number_color} "
+                   f"on a {background} background.")
+        meta.update(number=number, number_color=number_color)
+        return image, caption, qa, meta
+
+    # Fine: the security panel. Its geometry and colour are drawn before (and independently of)
+    # the hidden word, so every answer shares them.
+    cell = max(2, min(int(size * 0.62) // 23, int(size * 0.24) // 7))  # bitmap-font cell in pixels
+    text_w, text_h = bitmap_text_width("VOID", cell), 7 * cell
+    pad = max(2, cell)
+    panel_w, panel_h = text_w + 2 * pad, text_h + 2 * pad
+    px0 = rng.randint(margin, size - margin - panel_w)
+    py0 = min(other_y0, size - margin - panel_h)
+    panel_color = tuple(rng.randint(120, 190) for _ in range(3))  # within [50, 205]: the texture never clips
+    draw.rectangle((px0 - 1, py0 - 1, px0 + panel_w, py0 + panel_h), fill=panel_color, outline=(90, 90, 90))
+    hidden = choose_answer(rng, HIDDEN_WORDS, force_answer)
+    pixels = np.array(image)
+    mask = bitmap_text_mask(size, hidden, px0 + pad, py0 + pad, cell)
+    # The checkerboard needs no fade-in: at a straight edge its sum across the filter cancels.
+    apply_texture(pixels, mask, "checker", taper=1)
+    qa = [QA("What word is hidden in the security print of the panel?", hidden, list(HIDDEN_WORDS),
+             kind="hidden_word", detail="fine")]
+    caption = (f"The word \"{printed}\" in {color} letters on a {background} background, with a security "
+               f"panel whose fine print reads {hidden}.")
+    meta.update(hidden=hidden, panel=(px0, py0, panel_w, panel_h), cell=cell)
+    return Image.fromarray(pixels), caption, qa, meta

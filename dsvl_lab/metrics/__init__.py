@@ -1,0 +1,1 @@
+"""Evaluation, FLOPs and memory accounting."""
