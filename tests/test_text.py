@@ -211,3 +211,16 @@ def test_training_on_the_train_split_lowers_heldout_perplexity(processor, heldou
         optimizer.step()
     after = perplexity(model, processor, heldout_sample, max_length=128)
     assert after < 0.5 * before
+
+
+def test_the_split_does_not_depend_on_what_was_imported_first():
+    """Packages may attach methods to stdlib classes at import (transformers does, to logging.Logger)."""
+    import subprocess
+    import sys
+
+    probe = "from dsvl_lab.data.corpus import load_corpus; i = load_corpus().split_info; " \
+            "print(i['train_sha256'], i['heldout_sha256'])"
+    plain = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    after = subprocess.run([sys.executable, "-c", "import transformers, lightning; " + probe],
+                           capture_output=True, text=True, check=True).stdout
+    assert plain == after

@@ -226,12 +226,24 @@ def class_document(cls: type) -> str:
     """A class docstring followed by its public methods' and properties' docstrings, one paragraph each."""
     parts = [own_doc(cls)]
     for name, member in sorted(vars(cls).items()):
-        if name.startswith("_"):
+        if name.startswith("_") or not defined_with(member, cls):
             continue
         member = getattr(member, "__func__", member)  # classmethod / staticmethod -> the function
         if callable(member) or isinstance(member, property):
             parts.append(own_doc(member))
     return "\n\n".join(p for p in parts if p)
+
+
+def defined_with(member, cls: type) -> bool:
+    """False for methods another package attached to the class at import time.
+
+    transformers adds ``warning_once`` to ``logging.Logger`` when imported, for example; without
+    this check the corpus would depend on what the process imported before reading it.
+    """
+    function = getattr(member, "__func__", None) or getattr(member, "fget", None) or member
+    home = getattr(function, "__module__", None)
+    short = cls.__module__.rsplit(".", 1)[-1]
+    return home is None or home in (cls.__module__, "_" + short, "_" + cls.__module__)
 
 
 def own_doc(obj) -> str:

@@ -163,15 +163,17 @@ def contact_sheet(samples: list[Sample], out: str | os.PathLike, columns: int = 
     """A grid of sample images with their first questions and answers under each, saved as PNG."""
     import textwrap
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure with the Agg canvas: never touches pyplot's global backend (a notebook's
+    # inline figures keep working after a preview).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     if not samples:
         raise ValueError("no samples to preview")
     rows = -(-len(samples) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4.2 * rows), squeeze=False)
+    figure = Figure(figsize=(3.2 * columns, 4.2 * rows))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, sample in zip(axes.flat, samples):
@@ -184,5 +186,4 @@ def contact_sheet(samples: list[Sample], out: str | os.PathLike, columns: int = 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=dpi)
-    plt.close(figure)
     return out
