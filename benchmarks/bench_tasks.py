@@ -31,7 +31,7 @@ from dsvl_lab.data.tasks import DETAILS, FAMILIES, generate_sample
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_S = 20.0  # seconds per 1,000 samples
 EXAMPLE = """Examples:
-  python benchmarks/bench_tasks.py                          # 1,000 samples per family and detail (~1-2 min)
+  python benchmarks/bench_tasks.py                          # 1,000 samples per family and detail (~40 s)
   python benchmarks/bench_tasks.py --n 200 --family chart   # a quick look at one family
   python benchmarks/bench_tasks.py --image-size 384         # the small presets' image size
 """

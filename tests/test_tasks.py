@@ -56,6 +56,20 @@ def test_deterministic(family):
         assert c.image.tobytes() != a.image.tobytes()
 
 
+def test_charts_do_not_depend_on_order_or_user_style():
+    """The chart family reuses one matplotlib Figure; its pixels must depend on the seed only."""
+    import matplotlib
+
+    def fingerprint(seeds, detail):
+        return [generate_sample("chart", s, detail).image.tobytes() for s in seeds]
+
+    for detail in DETAILS:
+        forward = fingerprint(range(4), detail)
+        assert fingerprint(reversed(range(4)), detail) == forward[::-1]
+        with matplotlib.rc_context({"axes.facecolor": "black", "font.size": 20, "lines.linewidth": 9}):
+            assert fingerprint(range(4), detail) == forward  # a notebook's style must not leak in
+
+
 def test_generate_samples_uses_consecutive_seeds():
     samples = generate_samples("scene", 3, start_seed=5, detail="fine", image_size=128)
     assert [s.seed for s in samples] == [5, 6, 7]

@@ -202,15 +202,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=600, help="samples per (family, detail); 80%% train, 20%% test")
     parser.add_argument("--epochs", type=int, default=10,
                         help="training epochs per classifier (default 10: 150 steps at n=600, ~10-25 s on 2 cores)")
-    parser.add_argument("--budget-s", type=float, default=120.0,
-                        help="safety cap per classifier in seconds (default 120); a run that hits it is marked")
+    parser.add_argument("--budget-s", type=float, default=300.0,
+                        help="safety cap per classifier in seconds (default 300); a run that hits it is marked")
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3; 3e-3 is unstable)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data (seed * 1000003 onwards) and training")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here (atomically)")
     args = parser.parse_args(argv)
     if args.n < 50:
-        parser.error(f"--n must be at least 50 (got {args.n}): the 20%% test split would be too small to judge")
+        parser.error(f"--n must be at least 50 (got {args.n}): the 20% test split would be too small to judge")
     return args
 
 

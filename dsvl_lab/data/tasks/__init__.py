@@ -22,7 +22,12 @@ The ``detail`` knob is the point of the hybrid encoder:
   ``python -m dsvl_lab.data.detail_check`` proves it with classifiers (see data_samples/README.md).
 
 Samples of a ``fine`` detail level carry only fine questions and ``coarse`` samples only coarse
-ones; ``qa[0]`` is always the family's signature question of that level (``QA.kind``).
+ones; ``qa[0]`` is always the family's signature question of that level: the same ``QA.kind`` in
+every sample, and an answer that depends on the image alone (no colour or name in the question).
+
+Speed: 1,000 samples of any family take 1-14 s on one core (charts are the slowest; see
+``benchmarks/bench_tasks.py``). Chart samples share one matplotlib Figure per process, so generate
+in several processes (DataLoader workers), not threads.
 """
 from __future__ import annotations
 

@@ -6,8 +6,10 @@ low-resolution view of DeepSeek-VL is an antialiased bilinear 4x downscale (256 
 triangle filter sums the even and the odd pixels of any 8-pixel window with equal weight, so a
 period-2 pattern averages to exactly its mean colour. At full resolution the pattern is as plain
 as day. The only place it could leak is the region's edge, where the filter sees a part of the
-pattern; fading the pattern in over a few pixels (``taper``) keeps that leak under 1/255.
-(A 2x downscale, the micro presets' 64 -> 32 px, cancels period-2 patterns just the same.)
+pattern; fading the pattern in over a few pixels (``taper``) keeps that leak to about 1/255 at
+most at the tiny and small presets' sizes (data_samples/README.md has the measurements). A 2x
+downscale, the micro presets' 64 -> 32 px, cancels period-2 patterns just the same, but their
+regions are too small to fade in fully and leak a few levels.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Screen family: UI-like screenshots with a title bar, a side menu, an input field or options, buttons.
 
-Coarse: two big coloured buttons at the bottom (white bold labels about a twelfth of the screen
-high), a side menu of four items with one highlighted, an input field. Questions: what the
-<colour> button says, what colour the <label> button is, which menu item is selected.
+Coarse: two big coloured buttons at the bottom (white bold labels up to a tenth of the screen
+high), a side menu of four items with one highlighted, an input field. Questions: what the left
+button says, what the <colour> button says, what colour the <label> button is, which menu item
+is selected.
 
 Fine: the input field is replaced by a radio group "Theme: Light / Dark / Auto / System" at fixed
 rows. The selected radio button's dot is a 1-pixel checkerboard, the others flat grey of the same
