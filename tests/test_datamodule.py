@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
-from dsvl_lab.data.datamodule import DSVLDataModule
+from dsvl_lab.data.datamodule import DSVLDataModule, MixtureLogger
 from dsvl_lab.data.stage_data import StageBatches
 
 
@@ -74,13 +75,13 @@ class Recorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def fit(dm, tmp_path, max_steps, ckpt_path=None, every=None):
+def fit(dm, tmp_path, max_steps, ckpt_path=None, every=None, logger=False):
     model = Recorder()
-    callbacks = []
+    callbacks = [MixtureLogger()]
     if every:
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=every,
                                                              save_top_k=-1, filename="{step}"))
-    trainer = L.Trainer(max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+    trainer = L.Trainer(max_steps=max_steps, logger=logger, log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, callbacks=callbacks, accelerator="cpu", default_root_dir=tmp_path,
                         enable_checkpointing=bool(every))
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
@@ -101,7 +102,13 @@ def test_resume_sees_exactly_the_batches_of_an_uninterrupted_run(tmp_path):
 
 def test_counts_prove_the_mixture(tmp_path):
     dm = datamodule(total_steps=40, language_ratio=0.25, warmup_steps=0)
-    fit(dm, tmp_path, max_steps=40)
+    logger = L.pytorch.loggers.CSVLogger(tmp_path, name="mix")
+    fit(dm, tmp_path, max_steps=40, logger=logger)
+    import csv
+
+    rows = [r for r in csv.DictReader(open(Path(logger.log_dir) / "metrics.csv")) if r.get("data/text_seen")]
+    assert float(rows[-1]["data/text_seen"]) + float(rows[-1]["data/image_seen"]) == 160
+    assert float(rows[-1]["data/language_share_target"]) == 0.25
     # 40 grouped batches of 4: the text share is a quarter, give or take one batch.
     assert dm.seen["text"] + dm.seen["image"] == 160
     assert abs(dm.language_share_seen() - 0.25) <= 4 / 160

@@ -158,3 +158,23 @@ class DSVLDataModule(L.LightningDataModule):
                              f"resume with the same stage data, or start a new run")
         self.next_step = int(state["next_step"])
         self.seen = dict(state["seen"])
+
+
+class MixtureLogger(L.Callback):
+    """Logs the language / multimodal samples consumed so far, so a run can prove its mixture.
+
+    Logged every training step: ``data/text_seen``, ``data/image_seen``, ``data/language_share_seen``
+    and the share the schedule asked for at that step, ``data/language_share_target``.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        dm = trainer.datamodule
+        if not isinstance(dm, DSVLDataModule):
+            return
+        step = dm.next_step - 1
+        pl_module.log_dict({
+            "data/text_seen": float(dm.seen["text"]),
+            "data/image_seen": float(dm.seen["image"]),
+            "data/language_share_seen": dm.language_share_seen(),
+            "data/language_share_target": dm.data.schedule(step),
+        }, on_step=True, on_epoch=False)

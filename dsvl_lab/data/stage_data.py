@@ -212,6 +212,13 @@ class StageBatches(Dataset):
 
     def example(self, step: int, slot: int, modality: str) -> EncodedSample:
         seed = draw_seed(self.data.seed, step, slot, modality)
+        try:
+            return self._example(seed, modality)
+        except Exception as error:  # say which sample, so a long run never dies anonymously
+            raise RuntimeError(f"stage {self.data.name!r}: building the {modality} sample of step {step}, slot {slot} "
+                               f"(seed {seed}) failed: {error}") from error
+
+    def _example(self, seed: int, modality: str) -> EncodedSample:
         if modality == "text":
             tokens = self.text.window(seed, self.data.seq_len - 1)
             if self.data.text_format == "chat":
