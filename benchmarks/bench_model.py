@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -34,6 +32,7 @@ from torch.utils.benchmark import Timer
 from dsvl_lab.config import DSVLConfig
 from dsvl_lab.convert import from_hf, to_hf
 from dsvl_lab.model import DSVLModel
+from dsvl_lab.atomic import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXAMPLE = """Examples:
@@ -187,17 +186,8 @@ def print_table(results: list[dict]) -> None:
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
-    """Write to a temporary file beside the target, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """A reader never sees half a results file (see dsvl_lab.atomic)."""
+    write_json_atomic(path, data)
 
 
 # ============================================================================ main

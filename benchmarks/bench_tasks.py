@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from dsvl_lab.data.tasks import DETAILS, FAMILIES, generate_sample
+from dsvl_lab.atomic import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_S = 20.0  # seconds per 1,000 samples
@@ -81,15 +80,8 @@ def print_table(rows: list[dict]) -> None:
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """A reader never sees half a results file (see dsvl_lab.atomic)."""
+    write_json_atomic(path, data)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

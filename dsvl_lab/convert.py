@@ -16,15 +16,14 @@ SigLIP's position table loses its leading batch axis.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
+from .atomic import atomic_write
 from .config import (AlignerConfig, DSVLConfig, LLMConfig, SAMConfig, SigLIPConfig)
 from .model import DSVLModel
 
@@ -469,19 +468,8 @@ def save_pretrained(model: DSVLModel, path: str | Path) -> None:
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    _atomic_write(folder / OUR_CONFIG, lambda tmp: model.config.save(tmp))
-
-
-def _atomic_write(target: Path, write) -> None:
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write(folder / OUR_CONFIG, lambda tmp: model.config.save(tmp))
 
 
 def iter_unmapped(keys: Iterable[str], config: DSVLConfig) -> list[str]:

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from dsvl_lab.data.datamodule import DSVLDataModule, MixtureLogger
-from dsvl_lab.data.stage_data import StageBatches
 
 
 def fingerprint(batch: dict) -> str:

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
-import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +35,7 @@ from torch import nn
 
 from dsvl_lab.data.tasks import DETAILS, FAMILIES, generate_samples
 from dsvl_lab.model.vision import resize_antialiased
+from .. import atomic
 
 HIGH_SIZE, LOW_SIZE = 256, 64
 EXAMPLE = """Example:
@@ -180,16 +178,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write the results so that a crash never leaves half a file (see dsvl_lab.atomic)."""
+    atomic.write_json_atomic(path, payload)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from PIL import Image
+
+from ..atomic import write_text_atomic
 
 from .tasks import QA, Sample
 
@@ -151,11 +152,7 @@ def write_jsonl(samples: Iterable[Sample], path: str | os.PathLike, image_folder
             "qa": [{"question": q.question, "answer": q.answer, "options": q.options, "kind": q.kind,
                     "detail": q.detail} for q in sample.qa],
         }, ensure_ascii=False))
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 # ============================================================================ preview

@@ -35,13 +35,13 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from dsvl_lab.config import BOS_TOKEN, EOS_TOKEN, IMAGE_TOKEN, MINI_TOKENS, MINI_VOCAB, PAD_TOKEN
+from ..atomic import write_text_atomic
 
 # Order matters: the BPE trainer gives special tokens the first ids, in this order (0, 1, 2, 3).
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, IMAGE_TOKEN)
@@ -162,22 +162,8 @@ def check_special_tokens(tokenizer: Tokenizer) -> None:
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
-    """Write tokenizer.json atomically: a temporary file in the same folder, then os.replace.
-
-    A crash half-way leaves the previous file intact instead of a truncated JSON.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(tokenizer.to_str(pretty=True))
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private (0600); a shipped file should be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write tokenizer.json atomically: a crash half-way leaves the previous file intact."""
+    return write_text_atomic(path, tokenizer.to_str(pretty=True))
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:

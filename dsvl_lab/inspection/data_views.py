@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 MODALITY_COLORS = {"text": "#4c72b0", "image": "#e1812c"}  # blue = language-only, orange = image + text
 
