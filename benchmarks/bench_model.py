@@ -185,11 +185,6 @@ def print_table(results: list[dict]) -> None:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
 
 
-def write_json_atomically(path: Path, data: dict) -> None:
-    """A reader never sees half a results file (see dsvl_lab.atomic)."""
-    write_json_atomic(path, data)
-
-
 # ============================================================================ main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
@@ -225,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": machine(), "preset": args.preset, "batch": args.batch, "seq_len": args.seq,
               "rounds": args.rounds, "min_run_time_s": args.min_run_time, "quick": args.quick, "results": results}
     path = RESULTS / f"{args.name}.json"
-    write_json_atomically(path, report)
+    write_json_atomic(path, report)
     print(f"\nwrote {path}")
     failed = [r["check"] for r in results if r["passed"] is False]
     if failed:

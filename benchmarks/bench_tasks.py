@@ -79,11 +79,6 @@ def print_table(rows: list[dict]) -> None:
               f"{'< ' + str(int(r['target_s'])) + ' s':>7s}  {'PASS' if r['ok'] else 'FAIL'}")
 
 
-def write_json_atomically(path: Path, data: dict) -> None:
-    """A reader never sees half a results file (see dsvl_lab.atomic)."""
-    write_json_atomic(path, data)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
               "n": args.n, "rounds": args.rounds, "image_size": args.image_size, "seconds": round(seconds, 1),
               "rows": rows}
     path = RESULTS / f"{args.name}.json"
-    write_json_atomically(path, report)
+    write_json_atomic(path, report)
     print(f"results written to {path}")
     return 0 if all(r["ok"] for r in rows) else 1
 

@@ -337,18 +337,19 @@ _SIZES: dict[str, tuple[SigLIPConfig, SAMConfig, LLMConfig, int, dict]] = {
 }
 
 
+# The released layouts keep their plain names; the swapped-encoder variants carry a suffix.
+RELEASED_NAMES = {("1.3b", "siglip"): "dsvl-1.3b", ("7b", "hybrid"): "dsvl-7b"}
+
+
 def _preset_table() -> dict[str, Any]:
+    """Every size with every encoder; the release has no SAM-only layout, but the real-size -sam
+    variants are kept for FLOP and memory questions."""
     table: dict[str, Any] = {}
     for size, (siglip, sam, llm, grid, extra) in _SIZES.items():
         for encoder in ENCODERS:
-            name = f"dsvl-{size}-{encoder}"
+            name = RELEASED_NAMES.get((size, encoder), f"dsvl-{size}-{encoder}")
             table[name] = (lambda n=name, e=encoder, s=siglip, m=sam, l=llm, g=grid, x=extra:
                            _assemble(n, e, s, m, l, g, **x))
-    # The released layouts keep their plain names; the swapped-encoder variants carry a suffix.
-    table["dsvl-1.3b"] = lambda: _assemble("dsvl-1.3b", "siglip", *_SIZES["1.3b"][:3], 24)
-    table["dsvl-7b"] = lambda: _assemble("dsvl-7b", "hybrid", *_SIZES["7b"][:3], 24)
-    del table["dsvl-1.3b-siglip"], table["dsvl-7b-hybrid"]
-    # The released SAM-only layout does not exist; keep the real-size -sam variants anyway for FLOP/memory questions.
     return table
 
 

@@ -19,7 +19,6 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -195,8 +194,9 @@ def hf_config_from(config: DSVLConfig):
     return DeepseekVLHybridConfig(**common, high_res_vision_config=high_res_vision_config)
 
 
-def _get(cfg, name, default=None):
-    return cfg.get(name, default) if isinstance(cfg, dict) else getattr(cfg, name, default)
+def _id_or(value, default: int) -> int:
+    """A special-token id of a transformers config, or the release's id where it is unset (or a list)."""
+    return value if isinstance(value, int) else default
 
 
 def config_from_hf(hf_config, name: str = "from-hf", pixel_input: str = "normalized") -> DSVLConfig:
@@ -208,10 +208,10 @@ def config_from_hf(hf_config, name: str = "from-hf", pixel_input: str = "normali
         hf_config = klass(**{k: v for k, v in hf_config.items() if k not in ("architectures", "transformers_version")})
     text, vision = hf_config.text_config, hf_config.vision_config
     high = getattr(hf_config, "high_res_vision_config", None)
-    if _get(vision, "hidden_act") not in ("gelu", None):
+    if getattr(vision, "hidden_act", None) not in ("gelu", None):
         warnings.warn(f"the transformers SigLIP uses hidden_act={vision.hidden_act!r}; ours uses exact GELU as the "
                       f"original, so outputs will differ slightly", stacklevel=2)
-    rope = _get(text, "rope_parameters") or {}
+    rope = getattr(text, "rope_parameters", None) or {}
     llm = LLMConfig(
         vocab_size=text.vocab_size, hidden_size=text.hidden_size, intermediate_size=text.intermediate_size,
         num_layers=text.num_hidden_layers, num_heads=text.num_attention_heads,
@@ -232,14 +232,12 @@ def config_from_hf(hf_config, name: str = "from-hf", pixel_input: str = "normali
             global_attn_indexes=tuple(high.global_attn_indexes), neck_channels=high.output_channels,
             layer_norm_eps=high.layer_norm_eps,
         )
-    eos = _get(text, "eos_token_id")
     return DSVLConfig(
         name=name, encoder="hybrid" if sam else "siglip", token_grid=siglip.grid, siglip=siglip, sam=sam,
         aligner=AlignerConfig("low_high_hybrid_split_mlp_gelu" if sam else "mlp_gelu", depth=2), llm=llm,
         pixel_input=pixel_input, image_token_id=hf_config.image_token_id,
-        bos_token_id=_get(text, "bos_token_id", 100000) if _get(text, "bos_token_id") is not None else 100000,
-        eos_token_id=eos if isinstance(eos, int) else 100001,
-        pad_token_id=_get(text, "pad_token_id") if _get(text, "pad_token_id") is not None else 100001,
+        bos_token_id=_id_or(text.bos_token_id, 100000), eos_token_id=_id_or(text.eos_token_id, 100001),
+        pad_token_id=_id_or(text.pad_token_id, 100001),
     )
 
 
@@ -346,29 +344,22 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of a folder: model.safetensors, sharded safetensors (with an index), or pytorch_model.bin."""
-    load_file = _load_safetensors
-
     index = folder / "model.safetensors.index.json"
+    load = _load_safetensors
     if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(load_file(folder / shard))
-        return state
-    files = sorted(folder.glob("*.safetensors"))
-    if files:
-        state = {}
-        for file in files:
-            state.update(load_file(file))
-        return state
-    bins = sorted(folder.glob("pytorch_model*.bin"))
-    if bins:
-        state = {}
-        for file in bins:
-            state.update(torch.load(file, map_location="cpu", weights_only=True))
-        return state
-    raise FileNotFoundError(f"no weights in {folder}: expected model.safetensors, sharded *.safetensors with "
-                            f"model.safetensors.index.json, or pytorch_model.bin")
+        files = [folder / shard for shard in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    else:
+        files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        files = sorted(folder.glob("pytorch_model*.bin"))
+        load = lambda file: torch.load(file, map_location="cpu", weights_only=True)  # noqa: E731
+    if not files:
+        raise FileNotFoundError(f"no weights in {folder}: expected model.safetensors, sharded *.safetensors with "
+                                f"model.safetensors.index.json, or pytorch_model.bin")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load(file))
+    return state
 
 
 def detect_format(folder: Path) -> str:
@@ -434,7 +425,7 @@ def load_pretrained(path: str | Path, config: DSVLConfig | str | None = None, dt
     if fmt == "hf":
         state = hf_state_to_ours(state, model)
     elif fmt == "original":
-        state = _original_state_to_ours(state, config)
+        state = _original_state_to_ours(state, model)
     if dtype is not None:
         state = {k: v.to(dtype) for k, v in state.items()}
     load_state_checked(model, state, f"{folder} ({fmt} format)")
@@ -442,14 +433,12 @@ def load_pretrained(path: str | Path, config: DSVLConfig | str | None = None, dt
     return model.eval()
 
 
-def _original_state_to_ours(state: dict[str, torch.Tensor], config: DSVLConfig) -> dict[str, torch.Tensor]:
+def _original_state_to_ours(state: dict[str, torch.Tensor], model: DSVLModel) -> dict[str, torch.Tensor]:
     dropped = [k for k in state if any(p.search(k) for p in ORIGINAL_UNUSED)]
     if dropped:
         print(f"note: dropping {len(dropped)} tensors the original model never uses in its forward pass "
               f"(SigLIP's MAP pooling head 'attn_pool', the unused high/low_layer_norm), e.g. {dropped[0]}")
-    with torch.device("meta"):
-        names = list(DSVLModel(config).state_dict())
-    by_original = {original_key_for(name, config): name for name in names}
+    by_original = {original_key_for(name, model.config): name for name in model.state_dict()}
     return {by_original.get(k, k): v for k, v in state.items() if k not in dropped}
 
 
@@ -470,8 +459,3 @@ def save_pretrained(model: DSVLModel, path: str | Path) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write(folder / OUR_CONFIG, lambda tmp: model.config.save(tmp))
-
-
-def iter_unmapped(keys: Iterable[str], config: DSVLConfig) -> list[str]:
-    """Our parameter names that have no transformers name (for diagnostics)."""
-    return [k for k in keys if not hf_keys_for(k, config)]

@@ -48,10 +48,6 @@ def random_config(encoder: str, seed: int) -> DSVLConfig:
     return DSVLConfig.from_name(f"dsvl-micro-{encoder}", **overrides)
 
 
-def hf_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items()}
-
-
 def assert_same_logits(hf_out, our_out, mask):
     real = mask.bool()
     difference = (hf_out.logits[real] - our_out.logits[real]).abs().max().item()

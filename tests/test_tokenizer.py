@@ -4,7 +4,8 @@ import json
 import pytest
 
 from dsvl_lab.config import BOS_TOKEN, EOS_TOKEN, IMAGE_TOKEN, MINI_TOKENS, MINI_VOCAB, PAD_TOKEN
-from dsvl_lab.data.tokenizer import (SHIPPED_TOKENIZER, corpus_texts, file_sha256, load_tokenizer, main,
+from dsvl_lab.data.corpus import train_texts
+from dsvl_lab.data.tokenizer import (SHIPPED_TOKENIZER, file_sha256, load_tokenizer, main,
                                      save_tokenizer, train_tokenizer, training_texts)
 
 SPECIALS = [BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, IMAGE_TOKEN]
@@ -52,7 +53,7 @@ def test_byte_level_bpe_compresses_english(tokenizer):
 
 
 def test_corpus_is_real_english_text():
-    texts = list(corpus_texts())
+    texts = train_texts()
     assert len(texts) > 50
     assert sum(len(t) for t in texts) > 400_000
     assert any("The " in t for t in texts)
@@ -60,7 +61,7 @@ def test_corpus_is_real_english_text():
 
 def test_train_writes_a_loadable_file_with_specials_first(tmp_path):
     path = tmp_path / "sub" / "tokenizer.json"
-    tokenizer = train_tokenizer(corpus_texts(), vocab_size=400, out_path=path)
+    tokenizer = train_tokenizer(train_texts(), vocab_size=400, out_path=path)
     assert tokenizer.get_vocab_size() == 400
     assert [tokenizer.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3]
     loaded = load_tokenizer(path.parent)  # a folder works too
@@ -118,7 +119,7 @@ def test_cli_trains_and_writes(tmp_path, capsys):
 
 
 def test_training_is_byte_identical_for_the_same_texts():
-    texts = list(corpus_texts())[:300]
+    texts = train_texts()[:300]
     first = train_tokenizer(texts, vocab_size=500).to_str()
     assert train_tokenizer(texts, vocab_size=500).to_str() == first
 
@@ -126,7 +127,8 @@ def test_training_is_byte_identical_for_the_same_texts():
 def test_tokenizer_never_reads_the_heldout_split():
     from dsvl_lab.data.corpus import load_corpus
 
-    assert set(corpus_texts()) == set(load_corpus().train)
+    texts, _ = training_texts(task_samples=0)
+    assert set(texts) == set(load_corpus().train)
 
 
 def test_task_texts_join_the_training_text():

@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..config import DSVLConfig
 from ..processor import DSVLProcessor
@@ -39,17 +39,6 @@ class _Steps(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return self.total
-
-
-class _FixedBatches(Dataset):
-    def __init__(self, batches: list[dict]) -> None:
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.batches[index]
 
 
 def resolve_stage_data(stage_data: StageData | str, **overrides: Any) -> StageData:
@@ -112,25 +101,21 @@ class DSVLDataModule(L.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=False)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_FixedBatches(self.validation_batches()), batch_size=None)
+        return DataLoader(self.validation_batches(), batch_size=None)  # a list of ready batches
 
     def validation_batches(self) -> list[dict]:
         """Fixed held-out batches: text from the held-out split, images from evaluation seeds."""
         from .corpus import evaluation_texts
         from .stage_data import EVAL_SEED_BASE
 
-        batches = []
-        val_data = dataclasses.replace(self.data, language_ratio=1.0, warmup_steps=0, group_by_modality=True,
-                                       seed=EVAL_SEED_BASE)
-        held_out = StageBatches(val_data, self.processor or DSVLProcessor.from_config(self.config),
-                                TextStream(self.train_batches.processor, evaluation_texts()), self.val_batches,
-                                self.train_batches.task_image_size)
-        batches += [held_out[i] for i in range(self.val_batches)]
-        image_data = dataclasses.replace(val_data, language_ratio=0.0)
-        image_batches = StageBatches(image_data, held_out.processor, None, self.val_batches,
-                                     self.train_batches.task_image_size)
-        batches += [image_batches[i] for i in range(self.val_batches)]
-        return batches
+        train = self.train_batches  # also makes sure set-up ran (processor, task image size)
+        text_data = dataclasses.replace(self.data, language_ratio=1.0, warmup_steps=0, group_by_modality=True,
+                                        seed=EVAL_SEED_BASE)
+        image_data = dataclasses.replace(text_data, language_ratio=0.0)
+        sources = [StageBatches(text_data, train.processor, TextStream(train.processor, evaluation_texts()),
+                                self.val_batches, train.task_image_size),
+                   StageBatches(image_data, train.processor, None, self.val_batches, train.task_image_size)]
+        return [source[i] for source in sources for i in range(self.val_batches)]
 
     # ------------------------------------------------------------------ bookkeeping and resume
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -35,7 +35,7 @@ from torch import nn
 
 from dsvl_lab.data.tasks import DETAILS, FAMILIES, generate_samples
 from dsvl_lab.model.vision import resize_antialiased
-from .. import atomic
+from ..atomic import write_json_atomic
 
 HIGH_SIZE, LOW_SIZE = 256, 64
 EXAMPLE = """Example:
@@ -175,11 +175,6 @@ def markdown_table(rows: list[dict]) -> str:
     if any(r[name]["out_of_time"] for r in rows for name in ("low", "high")):
         lines.append("\n† stopped by the time budget before its last epoch")
     return "\n".join(lines)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write the results so that a crash never leaves half a file (see dsvl_lab.atomic)."""
-    atomic.write_json_atomic(path, payload)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

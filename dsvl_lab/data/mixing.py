@@ -81,9 +81,6 @@ class ModalityPlan:
         self._cumulative = np.concatenate([[0.0], np.cumsum(shares)])
         self._offset = random.Random(f"{seed}-offset").random()  # where the quota rounding falls
 
-    def share_at_draw(self, draw: int) -> float:
-        return self.schedule(draw // self.draws_per_step)
-
     def expected_text(self, draws: int) -> float:
         """Expected number of text draws among the first ``draws``."""
         warmup = len(self._cumulative) - 1

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from ..processor import IGNORE_INDEX, DSVLProcessor, EncodedSample, to_tensor
+from ..processor import IGNORE_INDEX, DSVLProcessor, EncodedSample
 from .mixing import ModalityPlan, WarmupSchedule, draw_seed
 
 EVAL_SEED_BASE = 1 << 62  # training task seeds are drawn below 2**62, evaluation seeds at and above it
@@ -88,26 +87,30 @@ STAGE_DATA_PRESETS: dict[str, StageData] = {
 
 
 # ============================================================================ sample formats
-def _plain(processor: DSVLProcessor, prompt: str, target: str, with_image: bool) -> EncodedSample:
-    """BOS [image] prompt target EOS, with the loss on ``target`` and EOS only."""
-    prompt_ids = processor.encode_segment((processor.image_tag if with_image else "") + prompt)
-    target_ids = processor.encode_segment(target) + [processor.eos_token_id]
+QA_PROMPT = " Question: {question} Answer:"  # the plain QA format of stages 1-2 (our choice, UNVERIFIED)
+
+
+def plain_example(processor: DSVLProcessor, prompt: str, target: str | None, image=None) -> EncodedSample:
+    """BOS [image] prompt target EOS, with the loss on ``target`` and EOS only.
+
+    ``target=None`` gives the prompt alone, ready for generation.
+    """
+    prompt_ids = processor.encode_segment((processor.image_tag if image is not None else "") + prompt)
+    target_ids = [] if target is None else processor.encode_segment(target) + [processor.eos_token_id]
     input_ids = [processor.bos_token_id] + prompt_ids + target_ids
     labels = [IGNORE_INDEX] * (1 + len(prompt_ids)) + target_ids
-    return EncodedSample(input_ids, labels, [])
+    return EncodedSample(input_ids, labels, [] if image is None else [image])
 
 
 def caption_example(processor: DSVLProcessor, sample) -> EncodedSample:
-    encoded = _plain(processor, "", " " + sample.caption, with_image=True)
-    encoded.images = [sample.image]
-    return encoded
+    return plain_example(processor, "", " " + sample.caption, sample.image)
 
 
-def qa_example(processor: DSVLProcessor, sample, turn: int = 0) -> EncodedSample:
+def qa_example(processor: DSVLProcessor, sample, turn: int = 0, answer: str | None = None) -> EncodedSample:
+    """Question ``turn`` of a task sample in the plain format, answered by its answer (or ``answer``)."""
     qa = sample.qa[turn]
-    encoded = _plain(processor, f" Question: {qa.question} Answer:", " " + qa.answer, with_image=True)
-    encoded.images = [sample.image]
-    return encoded
+    reply = qa.answer if answer is None else answer
+    return plain_example(processor, QA_PROMPT.format(question=qa.question), " " + reply, sample.image)
 
 
 def chat_conversation(sample) -> list[dict]:
@@ -246,11 +249,7 @@ class StageBatches(Dataset):
 
     def collate(self, samples: list[EncodedSample]) -> dict[str, Any]:
         batch = self.processor.pad_left(samples)
-        size = self.processor.image_size
-        images = [to_tensor(image) if image.size == (size, size) else self.processor.preprocess_image(image)
-                  for s in samples for image in s.images]
-        size = self.processor.image_size
-        batch["pixel_values"] = torch.stack(images) if images else torch.zeros(0, 3, size, size)
+        batch["pixel_values"] = self.processor.process_images([image for s in samples for image in s.images])
         return batch
 
 

@@ -36,7 +36,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -58,17 +58,6 @@ SHIPPED_TOKENIZER = DATA_SAMPLES / "tokenizer" / "tokenizer.json"
 
 TASK_SAMPLES = 200  # generated samples per task family and detail level that the tokenizer reads
 TASK_IMAGE_SIZE = 64  # the smallest size the generators allow: the pixels are thrown away, only text is used
-
-
-def corpus_texts() -> Iterator[str]:
-    """The train split of the language corpus (pydoc_data help topics + stdlib docstrings).
-
-    About 1 MB of real English in about 900 documents, in a fixed order so training is
-    reproducible. The held-out split is left out on purpose (see the module docstring).
-    """
-    from .corpus import train_texts
-
-    yield from train_texts()
 
 
 def task_texts(samples: int = TASK_SAMPLES, image_size: int = TASK_IMAGE_SIZE) -> list[str]:
@@ -97,7 +86,9 @@ def training_texts(task_samples: int = TASK_SAMPLES) -> tuple[list[str], dict[st
     trained on the corpus alone and a warning says so on stderr: a tokenizer without the task
     words still works, it just splits them into more tokens.
     """
-    texts = list(corpus_texts())
+    from .corpus import train_texts  # the train split only: the held-out text is never fitted
+
+    texts = train_texts()
     counts = {"corpus_documents": len(texts), "task_texts": 0}
     if task_samples > 0:
         try:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.stage_data import IGNORE_INDEX, chat_conversation, eval_seed
+from ..data.stage_data import (IGNORE_INDEX, QA_PROMPT, chat_conversation, eval_seed, plain_example,
+                               qa_example)
 from ..processor import DSVLProcessor, EncodedSample
 
 PROMPT_FORMATS = ("plain", "chat")
@@ -33,22 +34,17 @@ def eval_set(family: str, detail: str, n: int, image_size: int) -> list:
 
 def encode_with_answer(processor: DSVLProcessor, sample, answer: str, prompt_format: str) -> EncodedSample:
     """The first question of ``sample`` with ``answer`` as the reply; labels only on the reply."""
-    qa = sample.qa[0]
     if prompt_format == "chat":
         conversation = chat_conversation(sample)[:1] + [{"role": "assistant", "content": answer}]
         return processor.encode_conversation(conversation)
-    prompt = processor.encode_segment(f"{processor.image_tag} Question: {qa.question} Answer:")
-    reply = processor.encode_segment(" " + answer) + [processor.eos_token_id]
-    return EncodedSample([processor.bos_token_id] + prompt + reply, [IGNORE_INDEX] * (1 + len(prompt)) + reply,
-                         [sample.image])
+    return qa_example(processor, sample, 0, answer)
 
 
 def prompt_only(processor: DSVLProcessor, sample, prompt_format: str) -> EncodedSample:
+    """The first question of ``sample`` as a generation prompt, in the format the model was trained on."""
     if prompt_format == "chat":
         return processor.encode_conversation(chat_conversation(sample)[:1], add_generation_prompt=True)
-    qa = sample.qa[0]
-    prompt = processor.encode_segment(f"{processor.image_tag} Question: {qa.question} Answer:")
-    return EncodedSample([processor.bos_token_id] + prompt, [IGNORE_INDEX] * (1 + len(prompt)), [sample.image])
+    return plain_example(processor, QA_PROMPT.format(question=sample.qa[0].question), None, sample.image)
 
 
 def batch_of(processor: DSVLProcessor, encoded: list[EncodedSample], device) -> dict:

@@ -30,13 +30,17 @@ class Normalize(nn.Module):
     def __init__(self, mean, std) -> None:
         super().__init__()
         self.mean_values, self.std_values = tuple(mean), tuple(std)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", self._channels(self.mean_values, None), persistent=False)
+        self.register_buffer("std", self._channels(self.std_values, None), persistent=False)
+
+    @staticmethod
+    def _channels(values, device) -> torch.Tensor:
+        return torch.tensor(values, device=device).view(1, 3, 1, 1)
 
     def reset_buffers(self, device) -> None:
         """Recreate the statistics (after building the model on the meta device)."""
-        self.mean = torch.tensor(self.mean_values, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.std_values, device=device).view(1, 3, 1, 1)
+        self.mean = self._channels(self.mean_values, device)
+        self.std = self._channels(self.std_values, device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
