@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,3 +362,40 @@ def cmd_data(args) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@subcommand(
+    "pretrain", "pretrain a miniature foundation part: the LLM, SigLIP or SAM (Lightning run, resumable)",
+    example="dsvl-lab pretrain lm --preset dsvl-tiny-hybrid --out runs/lm-tiny\n"
+            "dsvl-lab pretrain siglip --preset dsvl-tiny-hybrid --out runs/siglip-tiny --ship\n"
+            "dsvl-lab pretrain sam --preset dsvl-tiny-hybrid --out runs/sam-tiny --smoke",
+    details="lm: next-token pretraining on the corpus' train split plus task texts.\n"
+            "siglip: SigLIP's sigmoid loss on low-res image/caption pairs (the text tower is thrown away).\n"
+            "sam: dense per-pixel texture labels at the high-res size (the light decoder is thrown away).\n"
+            "OUT gets <part>.safetensors (bf16), <part>.json / <part>.md (the model card), a learning curve,\n"
+            "logs/metrics.csv and checkpoints/last.ckpt; running the same command again resumes from it.\n"
+            "--ship copies the weights and card into data_samples/foundation/<size>/, where\n"
+            "DSVLModel.from_foundation(preset) finds them.",
+    args=[
+        arg("part", choices=["lm", "siglip", "sam"], help="which foundation part to train"),
+        arg("--preset", default="dsvl-tiny-hybrid", help="a dsvl-tiny-* or dsvl-small-* preset (default dsvl-tiny-hybrid)"),
+        arg("--out", required=True, help="run folder (created; an existing run there is resumed)"),
+        arg("--smoke", action="store_true", help="a few steps on small pools: checks the command, trains nothing useful"),
+        arg("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)"),
+        arg("--batch-size", type=int, default=None, help="batch size (default: the recipe's)"),
+        arg("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)"),
+        arg("--seed", type=int, default=None, help="seed of the initialisation and batches (default 0)"),
+        arg("--ship", action="store_true", help="copy the result into data_samples/foundation/<size>/"),
+        arg("--no-progress", action="store_true", help="no progress bar (logs only)"),
+    ],
+)
+def cmd_pretrain(args) -> int:
+    from .foundation import FOUNDATION_DIR, pretrain
+
+    overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    command = "dsvl-lab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["pretrain"] else None
+    card = pretrain(args.part, args.preset, args.out, smoke=args.smoke, ship_to=FOUNDATION_DIR if args.ship else None,
+                    progress=not args.no_progress, command=command,
+                    **{k: v for k, v in overrides.items() if v is not None})
+    print((Path(args.out) / f"{args.part}.md").read_text())
+    return 0

@@ -69,6 +69,16 @@ class DSVLModel(nn.Module):
 
         return load_pretrained(path, **kwargs)
 
+    @classmethod
+    def from_foundation(cls, preset: str, **kwargs) -> "DSVLModel":
+        """The starting point of stage 1: the shipped miniature LLM, SigLIP and SAM, a fresh aligner.
+
+        Only for ``dsvl-tiny-*`` / ``dsvl-small-*``; see :mod:`dsvl_lab.foundation`.
+        """
+        from ..foundation import from_foundation
+
+        return from_foundation(preset, **kwargs)
+
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``model.safetensors`` and ``dsvl_config.json`` into ``path`` (atomically)."""
         from ..convert import save_pretrained

@@ -14,6 +14,7 @@ regions are too small to fade in fully and leak a few levels.
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -167,6 +168,38 @@ def pattern_signs(pattern: str, x0: int, y0: int, width: int, height: int) -> np
     return signs.astype(np.int16)
 
 
+# Texture bookkeeping for dense labels (the SAM pretraining task in dsvl_lab.foundation.sam): while
+# ``recording_textures()`` is active, every ``apply_texture`` call appends (pattern, y0, x0, visible)
+# where ``visible`` marks the pixels whose value the pattern actually changed. One list per process:
+# the generators are not thread-safe anyway (chart uses one matplotlib figure), DataLoader workers
+# are processes.
+_TEXTURE_LOG: list | None = None
+
+
+@contextmanager
+def recording_textures():
+    """Collect the textures the generators draw: ``with recording_textures() as log: generate_sample(...)``."""
+    global _TEXTURE_LOG
+    outer, _TEXTURE_LOG = _TEXTURE_LOG, []
+    try:
+        yield _TEXTURE_LOG
+    finally:
+        _TEXTURE_LOG = outer
+
+
+def texture_label_map(log: list, size: int) -> np.ndarray:
+    """A size x size uint8 map: 0 where no texture is drawn, else 1 + PATTERNS.index(pattern).
+
+    A later texture overwrites an earlier one where they overlap, as it does in the pixels.
+    """
+    labels = np.zeros((size, size), dtype=np.uint8)
+    for pattern, y0, x0, visible in log:
+        h, w = visible.shape
+        region = labels[y0:y0 + h, x0:x0 + w]
+        region[visible] = 1 + PATTERNS.index(pattern)
+    return labels
+
+
 def apply_texture(pixels: np.ndarray, mask: np.ndarray, pattern: str, amplitude: int = TEXTURE_AMPLITUDE,
                   taper: int = 3) -> None:
     """Add a zero-mean 1-px ``pattern`` inside ``mask`` to ``pixels`` (H x W x 3 uint8, in place).
@@ -198,6 +231,8 @@ def apply_texture(pixels: np.ndarray, mask: np.ndarray, pattern: str, amplitude:
         weight = ramp * ramp * (3.0 - 2.0 * ramp) * region
     # Integer amplitudes: +a and -a on neighbouring pixels cancel exactly, so the mean is untouched.
     delta = np.rint(amplitude * weight).astype(np.int16) * pattern_signs(pattern, x0, y0, x1 - x0, y1 - y0)
+    if _TEXTURE_LOG is not None:
+        _TEXTURE_LOG.append((pattern, int(y0), int(x0), delta != 0))
     block = pixels[y0:y1, x0:x1].astype(np.int16) + delta[:, :, None]
     pixels[y0:y1, x0:x1] = np.clip(block, 0, 255).astype(np.uint8)
 
