@@ -225,7 +225,7 @@ def tensor_checksum(state: dict[str, torch.Tensor]) -> str:
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 
@@ -278,7 +278,7 @@ def ship(out: Path, part: str, size: str, root: Path = FOUNDATION_DIR) -> Path:
     """Copy a finished run's weights and card into the foundation folder (each file atomically)."""
     target = root / size
     target.mkdir(parents=True, exist_ok=True)
-    for name in (f"{part}.safetensors", f"{part}.json", f"{part}.md", f"{part}_curve.png"):
+    for name in (f"{part}.safetensors", f"{part}_text.safetensors", f"{part}.json", f"{part}.md", f"{part}_curve.png"):
         source = out / name
         if source.is_file():
             atomic_write(target / name, lambda tmp, s=source: shutil.copyfile(s, tmp))

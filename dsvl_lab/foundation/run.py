@@ -68,6 +68,8 @@ def pretrain(part: str, preset: str, out: str | Path, smoke: bool = False, ship_
     runner = {"lm": _run_lm, "siglip": _run_siglip, "sam": _run_sam}[part]
     module, figures, quality, data_text, what = runner(config, processor, recipe, out, watch, progress, tuple(callbacks))
     export = export_part(_shipped_module(part, module), out / f"{part}.safetensors")
+    if part == "siglip":  # the text side, kept only to re-measure retrieval (see siglip.ContrastiveSide)
+        figures["text_export"] = export_part(siglip_part.ContrastiveSide(module), out / "siglip_text.safetensors")
     rows = curve_rows(out)
     plot_curve(rows, [k for k in (rows[-1] if rows else {}) if k != "step"], out / f"{part}_curve.png",
                f"{part} pretraining, {size}")
@@ -131,7 +133,7 @@ def _run_siglip(config, processor, recipe, out, watch, progress, callbacks):
     trainer = make_trainer(out, recipe, [siglip_part.RetrievalCurve(processor, curve_pairs, recipe.val_every), *callbacks], progress)
     with watch("train"):
         fit_resumable(trainer, module, data, out)
-    rounded_to_storage(module.vision)
+    rounded_to_storage(module)
     with watch("evaluate"):
         figures = siglip_part.retrieval_accuracy(module, processor, heldout)
     families = ", ".join(f"{k[5:]} {v:.2f}" for k, v in figures.items() if k.startswith("top1_"))

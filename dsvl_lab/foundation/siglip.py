@@ -182,6 +182,19 @@ class SigLIPPretraining(L.LightningModule):
         return adamw_with_schedule(self, self.recipe)
 
 
+class ContrastiveSide(nn.Module):
+    """Everything of the SigLIP run except the image tower (shares its parameters).
+
+    DeepSeek-VL never uses it; it ships beside the tower as ``siglip_text.safetensors`` only so the
+    zero-shot retrieval figure can be re-measured from the shipped files.
+    """
+
+    def __init__(self, module: SigLIPPretraining) -> None:
+        super().__init__()
+        self.image_head, self.text, self.text_head = module.image_head, module.text, module.text_head
+        self.log_temperature, self.bias = module.log_temperature, module.bias
+
+
 # ============================================================================ zero-shot retrieval
 def heldout_pairs(n: int, world_size: int, low_size: int) -> dict[str, Any]:
     """n coarse samples from evaluation seeds (never drawn in training), families cycling."""
