@@ -394,7 +394,7 @@ def cmd_pretrain(args) -> int:
 
     overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
     command = "dsvl-lab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["pretrain"] else None
-    card = pretrain(args.part, args.preset, args.out, smoke=args.smoke, ship_to=FOUNDATION_DIR if args.ship else None,
+    pretrain(args.part, args.preset, args.out, smoke=args.smoke, ship_to=FOUNDATION_DIR if args.ship else None,
                     progress=not args.no_progress, command=command,
                     **{k: v for k, v in overrides.items() if v is not None})
     print((Path(args.out) / f"{args.part}.md").read_text())

@@ -24,14 +24,14 @@ from .stage_data import STAGE_DATA_PRESETS, StageBatches, StageData, TextStream,
 BOOKKEEPING_KEYS = ("n_text", "n_image", "step")
 
 
-class _Steps(torch.utils.data.Sampler):
+class RemainingSteps(torch.utils.data.Sampler):
     """Yields the step indexes still to run, from the data module's ``next_step`` to ``total - 1``.
 
     The start is read when iteration begins (after Lightning restored a checkpoint), and the length
     is the whole run, so Lightning's own count of batches done in the epoch stays consistent.
     """
 
-    def __init__(self, owner: "DSVLDataModule", total: int) -> None:
+    def __init__(self, owner, total: int) -> None:  # owner: anything with a ``next_step``
         self.owner, self.total = owner, total
 
     def __iter__(self):
@@ -97,7 +97,7 @@ class DSVLDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_batches, batch_size=None, sampler=_Steps(self, self.total_steps),
+        return DataLoader(self.train_batches, batch_size=None, sampler=RemainingSteps(self, self.total_steps),
                           num_workers=self.num_workers, persistent_workers=False)
 
     def val_dataloader(self) -> DataLoader:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..atomic import atomic_write, write_json_atomic, write_text_atomic
 from ..config import DSVLConfig
+from ..data.datamodule import RemainingSteps
 
 FOUNDATION_DIR = Path(__file__).resolve().parents[2] / "data_samples" / "foundation"
 SIZES = ("tiny", "small")
@@ -118,19 +119,6 @@ class _Batches(Dataset):
         return batch
 
 
-class _RemainingSteps(torch.utils.data.Sampler):
-    """Steps from the data module's ``next_step`` (read when iteration starts, i.e. after a resume)."""
-
-    def __init__(self, owner: "StepDataModule", total: int) -> None:
-        self.owner, self.total = owner, total
-
-    def __iter__(self):
-        return iter(range(self.owner.next_step, self.total))
-
-    def __len__(self) -> int:
-        return self.total
-
-
 class StepDataModule(L.LightningDataModule):
     """A data module whose training batch ``k`` is ``self.train_batch(k)``; subclasses define it.
 
@@ -157,7 +145,7 @@ class StepDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_Batches(self.train_batch, self.recipe.steps), batch_size=None,
-                          sampler=_RemainingSteps(self, self.recipe.steps))
+                          sampler=RemainingSteps(self, self.recipe.steps))
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.trainer is not None and self.trainer.training and isinstance(batch, dict) and "step" in batch:
@@ -179,6 +167,14 @@ class StepDataModule(L.LightningDataModule):
 def step_rng(seed: int, step: int, stream: str = "batch") -> np.random.Generator:
     """The random numbers of one training step: a pure function of (seed, stream, step)."""
     return np.random.default_rng([seed, step, int.from_bytes(stream.encode()[:8].ljust(8, b"\0"), "little")])
+
+
+def epoch_batch(seed: int, step: int, pool_size: int, batch_size: int) -> torch.Tensor:
+    """Indexes into a fixed pool for one step: each epoch walks its own seeded permutation of the pool."""
+    per_epoch = max(1, pool_size // batch_size)
+    order = step_rng(seed, step // per_epoch, "epoch").permutation(pool_size)
+    start = (step % per_epoch) * batch_size
+    return torch.from_numpy(order[start:start + batch_size])
 
 
 def parallel_map(function: Callable, items: Sequence, workers: int | None = None, desc: str = "") -> list:
@@ -282,6 +278,7 @@ def ship(out: Path, part: str, size: str, root: Path = FOUNDATION_DIR) -> Path:
         source = out / name
         if source.is_file():
             atomic_write(target / name, lambda tmp, s=source: shutil.copyfile(s, tmp))
+    write_index(root)
     return target
 
 
@@ -403,3 +400,36 @@ def log_curve(trainer: L.Trainer, name: str, value: float) -> None:
     """One learning-curve point, written to the logger at this exact step (not smoothed or repeated)."""
     if trainer.logger is not None:
         trainer.logger.log_metrics({name: float(value)}, step=trainer.global_step)
+
+
+def headline(card: dict[str, Any]) -> str:
+    """The card's quality figure in one line, for the index table."""
+    f = card["figures"]
+    if card["part"] == "lm":
+        return (f"perplexity {f['perplexity']:.0f} vs unigram {f['unigram_perplexity']:.0f} ({f['unigram_ratio']:.1f}x); "
+                f"cloze {f['cloze_accuracy']:.2f} (chance {f['cloze_chance']:.2f})")
+    if card["part"] == "siglip":
+        return f"zero-shot retrieval top-1 {f['top1']:.2f} among 100 (chance 0.01)"
+    return f"texture probe mIoU SAM {f['sam_miou']:.2f} vs SigLIP {f['siglip_miou']:.2f} ({f['ratio']:.1f}x)"
+
+
+def write_index(root: Path = FOUNDATION_DIR) -> Path:
+    """``root/README.md``: one row per shipped part, made from the cards (so it never goes stale)."""
+    rows = []
+    for size in SIZES:
+        for part in PARTS:
+            path = root / size / f"{part}.json"
+            if path.is_file():
+                card = json.loads(path.read_text())
+                rows.append(f"| [{size}/{part}]({size}/{part}.md) | `{card['submodule']}` | "
+                            f"{card['recipe']['steps']} x {card['recipe']['batch_size']} | "
+                            f"{card['wall_time_total_s'] / 60:.1f} | {card['export']['bytes'] / 1e6:.1f} | {headline(card)} |")
+    text = ("# Foundation weights of the miniature presets\n\n"
+            "Made by `dsvl-lab pretrain lm|siglip|sam` on this repository's own data (see each model card for the "
+            "data, recipe, learning curve and the command that reproduces it). Loaded by "
+            "`DSVLModel.from_foundation(preset)`, which checks each file against the checksum in its card. "
+            "Stored in bf16; every figure below was measured on the stored bf16 weights. This table is rewritten "
+            "from the cards whenever a part is shipped.\n\n"
+            "| part | fills | steps x batch | minutes (2-core CPU) | MB | quality |\n|---|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+    return write_text_atomic(root / "README.md", text)

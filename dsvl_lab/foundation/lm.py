@@ -21,7 +21,7 @@ import torch
 from ..config import LLMConfig
 from ..model.dsvl import causal_lm_loss
 from ..model.llm import LanguageModel
-from .common import log_curve, Recipe, StepDataModule, adamw_with_schedule, step_rng
+from .common import Recipe, StepDataModule, adamw_with_schedule, log_curve, step_rng
 
 RECIPES = {
     # tiny: 1.9M parameters, 0.37 s a step. 1500 x 16 x 256 tokens = 6.1M, about 14 passes over the

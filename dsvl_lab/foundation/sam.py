@@ -29,7 +29,7 @@ from torch import nn
 from ..config import SAMConfig
 from ..model.sam import SAMEncoder
 from ..model.vision import Normalize, resize_antialiased
-from .common import log_curve, Recipe, StepDataModule, adamw_with_schedule, parallel_map, step_rng
+from .common import Recipe, StepDataModule, adamw_with_schedule, epoch_batch, log_curve, parallel_map, step_rng
 
 TEXTURE_CLASSES = ("none", "horizontal", "vertical", "checker")  # label k = index; see texture_label_map
 CELL = 4  # pixels per side of one label cell
@@ -108,10 +108,7 @@ class DenseImages(StepDataModule):
         self.images, self.labels = pool["images"], pool["labels"]
 
     def train_batch(self, step: int) -> dict[str, Any]:
-        n, batch = len(self.images), self.recipe.batch_size
-        per_epoch = max(1, n // batch)
-        order = step_rng(self.recipe.seed, step // per_epoch, "epoch").permutation(n)
-        index = torch.from_numpy(order[(step % per_epoch) * batch:(step % per_epoch + 1) * batch])
+        index = epoch_batch(self.recipe.seed, step, len(self.images), self.recipe.batch_size)
         images, labels = to_pixels(self.images[index]), self.labels[index]
         # A horizontal flip keeps every texture's class (lines stay horizontal/vertical); it doubles the layouts.
         flip = torch.from_numpy(step_rng(self.recipe.seed, step, "flip").random(len(index)) < 0.5)

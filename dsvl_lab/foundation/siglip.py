@@ -27,7 +27,7 @@ from torch import nn
 from ..config import SigLIPConfig
 from ..model.siglip import SigLIPBlock, SigLIPViT
 from ..model.vision import Normalize, resize_antialiased
-from .common import log_curve, Recipe, StepDataModule, adamw_with_schedule, parallel_map, step_rng
+from .common import Recipe, StepDataModule, adamw_with_schedule, epoch_batch, log_curve, parallel_map
 
 RECIPES = {
     "tiny": Recipe(steps=1500, batch_size=128, lr=1e-3, warmup_steps=100, val_every=150,
@@ -99,10 +99,7 @@ class CaptionPairs(StepDataModule):
         self.ids, self.mask = tokenize_captions(self.processor, pool["captions"], self.recipe.extra["max_caption_tokens"])
 
     def train_batch(self, step: int) -> dict[str, Any]:
-        n, batch = len(self.images), self.recipe.batch_size
-        per_epoch = max(1, n // batch)
-        order = step_rng(self.recipe.seed, step // per_epoch, "epoch").permutation(n)
-        index = torch.from_numpy(order[(step % per_epoch) * batch:(step % per_epoch + 1) * batch])
+        index = epoch_batch(self.recipe.seed, step, len(self.images), self.recipe.batch_size)
         width = int(self.mask[index].sum(1).max())
         return {"pixels": to_pixels(self.images[index]), "ids": self.ids[index, :width], "mask": self.mask[index, :width]}
 
