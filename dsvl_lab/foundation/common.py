@@ -13,6 +13,7 @@ recipe's seed), the data module remembers the next step, and Lightning's ``last.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import multiprocessing
 import os
@@ -62,7 +63,10 @@ class Recipe:
 
     def smoke(self) -> "Recipe":
         """A few steps on small pools: CI proves the command runs, not that it learns."""
-        extra = {k: (min(v, 64) if k.endswith("pool") else v) for k, v in self.extra.items()}
+        small = {k: min(v, 64) for k, v in self.extra.items() if k.endswith("pool")}
+        if "task_samples" in self.extra:
+            small["task_samples"] = min(self.extra["task_samples"], 8)
+        extra = {**self.extra, **small}
         return replace(self, steps=6, batch_size=min(self.batch_size, 8), warmup_steps=2, val_every=3, extra=extra)
 
 
@@ -89,7 +93,9 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return final_fraction + (1 - final_fraction) * 0.5 * (1 + np.cos(np.pi * progress))
+        # A Python float, not numpy's: the scheduler keeps the last lr in the checkpoint, and
+        # Lightning reloads checkpoints with torch.load(weights_only=True), which refuses numpy scalars.
+        return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
