@@ -208,8 +208,9 @@ def from_foundation(preset: str, root: str | Path | None = None, parts: tuple[st
     from ..model.dsvl import DSVLModel
     from .common import load_part_weights, read_card
 
+    size = size_of(preset)  # first: building a real-size preset only to refuse it would take minutes and GBs
     model = DSVLModel.from_name(preset)
-    folder = Path(root) if root is not None else FOUNDATION_DIR / size_of(preset)
+    folder = Path(root) if root is not None else FOUNDATION_DIR / size
     wanted = parts or tuple(p for p in PARTS if _has_part(model, p))
     for part in wanted:
         card = read_card(folder, part)
