@@ -191,13 +191,15 @@ def decoder_miou(module: SAMPretraining, data: dict[str, Any], batch_size: int =
 
 
 class TextureCurve(L.Callback):
-    def __init__(self, heldout: dict[str, Any], every: int) -> None:
-        self.heldout, self.every = heldout, every
+    """A learning-curve point every ``every`` steps: the decoder's mIoU on a few held-out fine images."""
+
+    def __init__(self, images: dict[str, Any], every: int) -> None:
+        self.images, self.every = images, every
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step % self.every == 0 or step == trainer.max_steps:
-            log_curve(trainer, "curve/heldout_texture_miou", decoder_miou(pl_module, self.heldout))
+            log_curve(trainer, "curve/heldout_texture_miou", decoder_miou(pl_module, self.images))
 
 
 # ============================================================================ the probe: SAM vs SigLIP
