@@ -19,6 +19,7 @@ from dsvl_lab.data.tasks import FAMILIES, generate_sample
 from dsvl_lab.data.tasks.common import PATTERNS, recording_textures, texture_label_map
 from dsvl_lab.foundation import FOUNDATION_DIR, FoundationError, from_foundation, pretrain, recipe_for, tensor_checksum
 from dsvl_lab.foundation import common, lm, sam, siglip
+from dsvl_lab.foundation.run import shipped_contrastive_siglip, shipped_encoders
 from dsvl_lab.model import DSVLModel
 
 SIZES = ("tiny", "small")
@@ -128,8 +129,7 @@ def test_pretrain_smoke_writes_weights_and_a_card_that_load(part, tmp_path, caps
     assert card["smoke"] and card["recipe"]["steps"] == 6
     assert (out / f"{part}.md").read_text().startswith(f"# dsvl-tiny foundation {part}")
     assert (out / "checkpoints" / "last.ckpt").is_file() and (out / f"{part}_curve.png").is_file()
-    model = DSVLModel.from_name("dsvl-tiny-hybrid")
-    submodule = {"lm": model.language_model, "siglip": model.vision_model.low, "sam": model.vision_model.high}[part]
+    submodule = DSVLModel.from_name("dsvl-tiny-hybrid").get_submodule(common.PARTS[part])
     common.load_part_weights(submodule, out / f"{part}.safetensors", card["export"])
     assert tensor_checksum(common.stored_state(submodule)) == card["export"]["tensor_sha256"]
     assert f"# dsvl-tiny foundation {part}" in capsys.readouterr().out
@@ -241,10 +241,7 @@ def test_shipped_siglip_retrieves_held_out_captions_zero_shot(size):
 
     config = common.reference_config(size)
     card = _card(size, "siglip")
-    module = siglip.SigLIPPretraining(dataclasses.asdict(config.siglip), config.llm.vocab_size, card["recipe"])
-    common.load_part_weights(module.vision, FOUNDATION_DIR / size / "siglip.safetensors", card["export"])
-    common.load_part_weights(siglip.ContrastiveSide(module), FOUNDATION_DIR / size / "siglip_text.safetensors",
-                             card["figures"]["text_export"])
+    module = shipped_contrastive_siglip(size)
     n = siglip.RETRIEVAL_CANDIDATES * siglip.RETRIEVAL_GROUPS
     pairs = siglip.heldout_pairs(n, config.sam.image_size, config.siglip.image_size)
     figures = siglip.retrieval_accuracy(module, DSVLProcessor.from_config(config), pairs)
@@ -257,14 +254,9 @@ def test_shipped_siglip_retrieves_held_out_captions_zero_shot(size):
 @pytest.mark.foundation
 @pytest.mark.parametrize("size", SIZES)
 def test_shipped_sam_sees_fine_detail_at_least_twice_as_well_as_siglip(size):
-    from dsvl_lab.model.sam import SAMEncoder
-    from dsvl_lab.model.siglip import SigLIPViT
-
     config = common.reference_config(size)
     card = _card(size, "sam")
-    encoder, low = SAMEncoder(config.sam, config.token_grid), SigLIPViT(config.siglip)
-    common.load_part_weights(encoder, FOUNDATION_DIR / size / "sam.safetensors", card["export"])
-    common.load_part_weights(low, FOUNDATION_DIR / size / "siglip.safetensors", _card(size, "siglip")["export"])
+    encoder, low = shipped_encoders(size)
     extra = card["recipe"]["extra"]
     heldout = sam.heldout_fine(extra["probe_eval_pool"], config.sam.image_size)
     train = sam.build_dense(sam.dense_jobs(range(10**6, 10**6 + extra["probe_train_pool"]), config.sam.image_size,

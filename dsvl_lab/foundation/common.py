@@ -183,6 +183,11 @@ def epoch_batch(seed: int, step: int, pool_size: int, batch_size: int) -> torch.
     return torch.from_numpy(order[start:start + batch_size])
 
 
+def to_pixels(images_uint8: torch.Tensor) -> torch.Tensor:
+    """[N, S, S, 3] uint8 pool images -> [N, 3, S, S] float in [0, 1] (what the model's towers take)."""
+    return images_uint8.permute(0, 3, 1, 2).float() / 255.0
+
+
 def parallel_map(function: Callable, items: Sequence, workers: int | None = None, desc: str = "") -> list:
     """``[function(x) for x in items]`` in worker processes (generators are CPU-bound Python), in order.
 

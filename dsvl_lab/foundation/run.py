@@ -8,7 +8,6 @@ into ``data_samples/foundation/<size>/`` (``ship=True``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -67,7 +66,7 @@ def pretrain(part: str, preset: str, out: str | Path, smoke: bool = False, ship_
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     runner = {"lm": _run_lm, "siglip": _run_siglip, "sam": _run_sam}[part]
     module, figures, quality, data_text, what = runner(config, processor, recipe, out, watch, progress, tuple(callbacks))
-    export = export_part(_shipped_module(part, module), out / f"{part}.safetensors")
+    export = export_part(getattr(module, SHIPPED_ATTRIBUTE[part]), out / f"{part}.safetensors")
     if part == "siglip":  # the text side, kept only to re-measure retrieval (see siglip.ContrastiveSide)
         figures["text_export"] = export_part(siglip_part.ContrastiveSide(module), out / "siglip_text.safetensors")
     rows = curve_rows(out)
@@ -86,8 +85,8 @@ def pretrain(part: str, preset: str, out: str | Path, smoke: bool = False, ship_
     return card
 
 
-def _shipped_module(part: str, module: L.LightningModule) -> torch.nn.Module:
-    return {"lm": lambda: module.language_model, "siglip": lambda: module.vision, "sam": lambda: module.sam}[part]()
+# Which attribute of each part's LightningModule is the part that ships (the rest is thrown away).
+SHIPPED_ATTRIBUTE = {"lm": "language_model", "siglip": "vision", "sam": "sam"}
 
 
 # ============================================================================ the three parts
@@ -199,6 +198,25 @@ def shipped_siglip(config, out: Path):
 
 
 # ============================================================================ loading shipped parts
+def load_shipped(module: torch.nn.Module, part: str, size: str, root: str | Path | None = None,
+                 text_side: bool = False) -> dict[str, Any]:
+    """Load a shipped part into ``module`` and return its card; ``text_side`` loads SigLIP's text side instead.
+
+    The file is checked against the checksum its card records; smoke results are refused.
+    """
+    from .common import load_part_weights, read_card
+
+    folder = Path(root) if root is not None else FOUNDATION_DIR / size
+    card = read_card(folder, part)
+    if card.get("smoke"):
+        raise FoundationError(f"{folder / part}.safetensors comes from a --smoke run (untrained); ship a full run")
+    if text_side:
+        load_part_weights(module, folder / f"{part}_text.safetensors", card["figures"]["text_export"])
+    else:
+        load_part_weights(module, folder / f"{part}.safetensors", card["export"])
+    return card
+
+
 def from_foundation(preset: str, root: str | Path | None = None, parts: tuple[str, ...] | None = None):
     """A DSVLModel whose LLM and encoders start from the shipped foundation weights, aligner fresh.
 
@@ -206,31 +224,36 @@ def from_foundation(preset: str, root: str | Path | None = None, parts: tuple[st
     Every file is checked against the checksum in its model card.
     """
     from ..model.dsvl import DSVLModel
-    from .common import load_part_weights, read_card
 
     size = size_of(preset)  # first: building a real-size preset only to refuse it would take minutes and GBs
     model = DSVLModel.from_name(preset)
-    folder = Path(root) if root is not None else FOUNDATION_DIR / size
-    wanted = parts or tuple(p for p in PARTS if _has_part(model, p))
-    for part in wanted:
-        card = read_card(folder, part)
-        if card.get("smoke"):
-            raise FoundationError(f"{folder / part}.safetensors comes from a --smoke run (untrained); ship a full run")
-        load_part_weights(_submodule(model, PARTS[part]), folder / f"{part}.safetensors", card["export"])
-    model.foundation_parts = {p: json.loads((folder / f"{p}.json").read_text())["export"]["tensor_sha256"]
-                              for p in wanted}
+    present = {"lm": True, "siglip": model.config.siglip is not None, "sam": model.config.sam is not None}
+    model.foundation_parts = {}
+    for part in parts or tuple(p for p in PARTS if present[p]):
+        card = load_shipped(model.get_submodule(PARTS[part]), part, size, root)
+        model.foundation_parts[part] = card["export"]["tensor_sha256"]
     return model
 
 
-def _submodule(model, dotted: str):
-    for name in dotted.split("."):
-        model = getattr(model, name)
-    return model
+def shipped_encoders(size: str, root: str | Path | None = None):
+    """The shipped (SAM encoder, SigLIP tower) of a size, as the VL model holds them."""
+    from ..model.sam import SAMEncoder
+    from ..model.siglip import SigLIPViT
+
+    config = reference_config(size)
+    encoder, low = SAMEncoder(config.sam, config.token_grid), SigLIPViT(config.siglip)
+    load_shipped(encoder, "sam", size, root)
+    load_shipped(low, "siglip", size, root)
+    return encoder, low
 
 
-def _has_part(model, part: str) -> bool:
-    try:
-        _submodule(model, PARTS[part])
-    except AttributeError:
-        return False
-    return True
+def shipped_contrastive_siglip(size: str, root: str | Path | None = None) -> siglip_part.SigLIPPretraining:
+    """The whole SigLIP pretraining module (tower and the shipped text side), for re-measuring retrieval."""
+    from .common import read_card
+
+    config = reference_config(size)
+    recipe = read_card(Path(root) if root is not None else FOUNDATION_DIR / size, "siglip")["recipe"]
+    module = siglip_part.SigLIPPretraining(dataclasses.asdict(config.siglip), config.llm.vocab_size, recipe)
+    load_shipped(module.vision, "siglip", size, root)
+    load_shipped(siglip_part.ContrastiveSide(module), "siglip", size, root, text_side=True)
+    return module.eval()

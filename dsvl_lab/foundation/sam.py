@@ -29,7 +29,8 @@ from torch import nn
 from ..config import SAMConfig
 from ..model.sam import SAMEncoder
 from ..model.vision import Normalize, resize_antialiased
-from .common import Recipe, StepDataModule, adamw_with_schedule, epoch_batch, log_curve, parallel_map, step_rng
+from .common import (Recipe, StepDataModule, adamw_with_schedule, epoch_batch, log_curve, parallel_map, step_rng,
+                     to_pixels)
 
 TEXTURE_CLASSES = ("none", "horizontal", "vertical", "checker")  # label k = index; see texture_label_map
 CELL = 4  # pixels per side of one label cell
@@ -89,10 +90,6 @@ def heldout_fine(n: int, size: int, offset: int = 0) -> dict[str, Any]:
     from ..data.stage_data import eval_seed
 
     return build_dense(dense_jobs([eval_seed(offset + i) for i in range(n)], size, fine_share=1.0), "held-out fine")
-
-
-def to_pixels(images_uint8: torch.Tensor) -> torch.Tensor:
-    return images_uint8.permute(0, 3, 1, 2).float() / 255.0  # [N, 3, S, S] in [0, 1]
 
 
 class DenseImages(StepDataModule):

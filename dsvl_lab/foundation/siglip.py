@@ -27,7 +27,8 @@ from torch import nn
 from ..config import SigLIPConfig
 from ..model.siglip import SigLIPBlock, SigLIPViT
 from ..model.vision import Normalize, resize_antialiased
-from .common import Recipe, StepDataModule, adamw_with_schedule, epoch_batch, log_curve, parallel_map
+from .common import (Recipe, StepDataModule, adamw_with_schedule, epoch_batch, log_curve, parallel_map,
+                     to_pixels)
 
 RECIPES = {
     "tiny": Recipe(steps=1500, batch_size=128, lr=1e-3, warmup_steps=100, val_every=150,
@@ -79,11 +80,6 @@ def tokenize_captions(processor, captions: list[str], max_tokens: int) -> tuple[
         ids[i, :len(row)] = torch.tensor(row)
         mask[i, :len(row)] = True
     return ids, mask
-
-
-def to_pixels(images_uint8: torch.Tensor) -> torch.Tensor:
-    """[N, s, s, 3] uint8 -> [N, 3, s, s] float in [0, 1] (what the model's towers take)."""
-    return images_uint8.permute(0, 3, 1, 2).float() / 255.0
 
 
 class CaptionPairs(StepDataModule):

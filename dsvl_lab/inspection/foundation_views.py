@@ -5,7 +5,6 @@ Used by ``notebooks/03_foundation.ipynb``; everything reads the shipped files in
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from ..foundation import common, sam, siglip
+from ..foundation.run import shipped_contrastive_siglip, shipped_encoders
 
 CURVE_KEYS = {"lm": "heldout_perplexity", "siglip": "retrieval_top1", "sam": "heldout_texture_miou"}
 TEXTURE_COLORS = np.array([[255, 255, 255], [214, 39, 40], [31, 119, 180], [44, 160, 44]], dtype=np.uint8)
@@ -43,14 +43,8 @@ def plot_learning_curves(cards: dict[str, dict[str, Any]]):
 def texture_probe_views(size: str = "tiny", n_show: int = 4, train_images: int = 256, heldout_images: int = 64,
                         probe_steps: int = 300) -> dict[str, Any]:
     """Fit the SAM and SigLIP probes on frozen shipped features; predict texture maps of held-out fine images."""
-    from ..model.sam import SAMEncoder
-    from ..model.siglip import SigLIPViT
-
     config = common.reference_config(size)
-    cards = load_cards(size)
-    encoder, low = SAMEncoder(config.sam, config.token_grid), SigLIPViT(config.siglip)
-    common.load_part_weights(encoder, common.FOUNDATION_DIR / size / "sam.safetensors", cards["sam"]["export"])
-    common.load_part_weights(low, common.FOUNDATION_DIR / size / "siglip.safetensors", cards["siglip"]["export"])
+    encoder, low = shipped_encoders(size)
     image_size, grid = config.sam.image_size, config.token_grid
     train = sam.build_dense(sam.dense_jobs(range(10**6, 10**6 + train_images), image_size, fine_share=1.0), "probe pool")
     heldout = sam.heldout_fine(heldout_images, image_size)
@@ -94,18 +88,12 @@ def retrieval_examples(size: str = "tiny", n_show: int = 4, k: int = 3) -> list[
     from ..processor import DSVLProcessor
 
     config = common.reference_config(size)
-    card = load_cards(size)["siglip"]
-    module = siglip.SigLIPPretraining(dataclasses.asdict(config.siglip),
-                                      config.llm.vocab_size, card["recipe"])
-    common.load_part_weights(module.vision, common.FOUNDATION_DIR / size / "siglip.safetensors", card["export"])
-    common.load_part_weights(siglip.ContrastiveSide(module), common.FOUNDATION_DIR / size / "siglip_text.safetensors",
-                             card["figures"]["text_export"])
-    module.eval()
+    module = shipped_contrastive_siglip(size)
     pairs = siglip.heldout_pairs(siglip.RETRIEVAL_CANDIDATES, config.sam.image_size, config.siglip.image_size)
     ids, mask = siglip.tokenize_captions(DSVLProcessor.from_config(config), pairs["captions"],
-                                         card["recipe"]["extra"]["max_caption_tokens"])
+                                         module.recipe.extra["max_caption_tokens"])
     with torch.no_grad():
-        scores = module.embed_images(siglip.to_pixels(pairs["images"])) @ module.embed_texts(ids, mask).T  # [100, 100]
+        scores = module.embed_images(common.to_pixels(pairs["images"])) @ module.embed_texts(ids, mask).T  # [100, 100]
     examples = []
     for i in range(n_show):
         top = scores[i].topk(k)
