@@ -399,3 +399,150 @@ def cmd_pretrain(args) -> int:
                     **{k: v for k, v in overrides.items() if v is not None})
     print((Path(args.out) / f"{args.part}.md").read_text())
     return 0
+
+
+# ============================================================================ trace
+def parse_layers(text: str | None):
+    """``"-1"`` / ``"0,3"`` (the same layers of every component) or ``"sam:1,sam:3,llm:-1"`` (per component)."""
+    if not text:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        if not any(":" in item for item in items):
+            return [int(item) for item in items]
+        per_component: dict[str, list[int]] = {}
+        for item in items:
+            component, index = item.split(":")
+            per_component.setdefault(component.strip(), []).append(int(index))
+        return per_component
+    except ValueError:
+        raise CLIError(f"--layers {text!r}: write layer indexes like '0,3' or '-1', or 'sam:1,llm:-1'") from None
+
+
+def trace_source_model(args):
+    """The model a trace reads: a saved folder (--model) or a preset (--preset, with --foundation weights)."""
+    from .model import DSVLModel
+
+    if bool(args.model) == bool(args.preset):
+        raise CLIError("give exactly one of --model DIR (a save_pretrained folder) and --preset NAME")
+    if args.model:
+        folder = existing_folder(args.model)
+        folder = folder / "model" if (folder / "model").is_dir() else folder  # a pipeline stage folder
+        return DSVLModel.from_pretrained(folder), str(folder)
+    if args.foundation:
+        return DSVLModel.from_foundation(args.preset), f"{args.preset} (foundation weights, fresh aligner)"
+    import torch
+
+    torch.manual_seed(0)
+    return DSVLModel.from_name(args.preset), f"{args.preset} (random weights, seed 0)"
+
+
+@subcommand(
+    "trace", "capture attention (LLM, SigLIP, SAM) on one task image and save it as a trace file",
+    example="dsvl-lab trace --preset dsvl-tiny-hybrid --foundation --family chart --out chart.safetensors\n"
+            "dsvl-lab trace --model runs/demo/stage3/model --family ocr --components llm,sam --layers sam:1,llm:-1 "
+            "--out ocr.safetensors --html ocr.html\n"
+            "dsvl-lab trace --preset dsvl-micro-hybrid --family scene --heads 0 --answer generate --out micro.safetensors",
+    details="The model sees one held-out task sample (--family, --detail, --seed) with its signature question\n"
+            "(or --prompt) and, by default, the reference answer (teacher forcing, so traces of different\n"
+            "models line up token for token); --answer generate traces the model's own greedy answer.\n"
+            "Open the file with AttentionExplorer.from_trace(FILE) or AttentionTrace.load(FILE); --html also\n"
+            "writes a self-contained page with the static figures. A capture over --budget-gb is refused\n"
+            "with the memory it would need: select fewer --layers or --heads.",
+    args=[
+        arg("--model", default=None, help="a folder written by DSVLModel.save_pretrained (or a pipeline stage folder)"),
+        arg("--preset", default=None, help="a preset name instead of --model (random weights unless --foundation)"),
+        arg("--foundation", action="store_true", help="with --preset: the shipped foundation LLM, SigLIP and SAM"),
+        arg("--family", default="chart", help="task family: chart, ocr, doc, screen, scene (default chart)"),
+        arg("--detail", choices=["coarse", "fine"], default="fine", help="detail level (default fine)"),
+        arg("--seed", type=int, default=None, help="sample seed (default: the first held-out evaluation seed)"),
+        arg("--prompt", default=None, help="the question (default: the sample's signature question)"),
+        arg("--answer", default="reference",
+            help="'reference' (the sample's answer, default), 'generate' (the model's own) or any text"),
+        arg("--components", default=None, help="comma list of llm, siglip, sam (default: all the model has)"),
+        arg("--layers", default=None, help="'0,3', '-1' (every component) or 'sam:1,llm:-1' (default: all layers)"),
+        arg("--heads", default=None, help="comma list of head indexes to keep (default: all)"),
+        arg("--budget-gb", type=float, default=2.0, help="refuse captures needing more memory (default 2)"),
+        arg("--label", default=None, help="a name shown in the explorer (default: the model)"),
+        arg("--out", required=True, help="the trace file to write (.safetensors)"),
+        arg("--html", default=None, help="also write a self-contained HTML page with the figures"),
+    ],
+)
+def cmd_trace(args) -> int:
+    from .inspection.attention_trace import trace_task
+
+    layers = parse_layers(args.layers)
+    try:
+        heads = [int(h) for h in args.heads.split(",")] if args.heads else None
+    except ValueError:
+        raise CLIError(f"--heads {args.heads!r}: write head indexes like '0,1'") from None
+    components = [c.strip() for c in args.components.split(",")] if args.components else None
+    model, described = trace_source_model(args)
+    answer = None if args.answer == "generate" else args.answer
+    meta = {"source": described, **({"label": args.label} if args.label else {})}
+    trace = trace_task(model, args.family, args.seed, args.detail, prompt=args.prompt, answer=answer,
+                       components=components, layers=layers, heads=heads, budget_gb=args.budget_gb, meta=meta)
+    out = trace.save(args.out)
+    print(f"traced {described}: {len(trace.layers())} layer(s) {', '.join(trace.layers())}; "
+          f"prompt {trace.meta['prompt']!r}, answer {trace.meta['answer']!r}")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); open it with AttentionExplorer.from_trace('{out}')")
+    if args.html:
+        print(f"wrote {trace.to_html(args.html)}")
+    return EXIT_OK
+
+
+# ============================================================================ chat
+@subcommand(
+    "chat", "chat with a trained pipeline output or a real DeepSeek-VL folder (answers stream as they come)",
+    example="dsvl-lab chat --checkpoint runs/demo --image chart.png --prompt \"What colour is the largest slice?\"\n"
+            "dsvl-lab chat --checkpoint runs/demo/stage2_joint --prompt \"The cat sat on\" --max-new-tokens 20\n"
+            "dsvl-lab chat --checkpoint ~/models/deepseek-vl-7b-chat --image photo.jpg --dtype bf16 --interactive\n"
+            "dsvl-lab chat --checkpoint runs/demo --prompt \"Tell a story\" --sample --temperature 0.8 --seed 1",
+    details="CHECKPOINT is a pipeline output (runs/demo: the last finished stage of stage1_adaptor,\n"
+            "stage2_joint, stage3_sft is used), one stage's folder (runs/demo/stage3_sft: its model/),\n"
+            "a folder written by DSVLModel.save_pretrained, or a DeepSeek-VL folder in the original or\n"
+            "the transformers format (with its tokenizer.json and preprocessor_config.json).\n"
+            "The prompt is written in the chat template (\"User: <image>... Assistant:\"); the answer is\n"
+            "printed to stdout token by token, what was loaded to stderr. Greedy unless --sample.\n"
+            "--interactive keeps the conversation: each new prompt continues it; Ctrl-D or 'exit' ends.",
+    args=[
+        arg("--checkpoint", required=True, help="pipeline output, stage folder or model folder"),
+        arg("--image", default=None, help="an image file (PNG, JPEG, ...); leave out for text-only chat"),
+        arg("--prompt", default=None, help="what to ask (required unless --interactive)"),
+        arg("--interactive", action="store_true", help="keep chatting: read more prompts from the terminal"),
+        arg("--max-new-tokens", type=int, default=64, help="longest answer in tokens (default 64)"),
+        arg("--dtype", choices=sorted(DTYPES), default=None, help="cast the weights (default: the stored dtype)"),
+        arg("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps (default auto)"),
+        arg("--sample", action="store_true", help="sample instead of greedy decoding"),
+        arg("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; with --sample)"),
+        arg("--top-p", type=float, default=1.0, help="nucleus sampling: keep the top tokens up to this mass"),
+        arg("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = all)"),
+        arg("--seed", type=int, default=None, help="seed of the sampling, for repeatable answers"),
+    ],
+)
+def cmd_chat(args) -> int:
+    import torch
+
+    from .chat import chat, check_image_file, load_chat_model, repl
+
+    # Check what is cheap to check before loading a model that may take minutes.
+    if not args.interactive and not args.prompt:
+        raise CLIError("give --prompt \"...\" (or --interactive to type prompts)")
+    check_image_file(args.image)
+    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
+    model, processor, description = load_chat_model(args.checkpoint, dtype=dtype, device=args.device)
+    print(f"loaded {description}", file=sys.stderr)
+    generation = dict(max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
+                      top_p=args.top_p, top_k=args.top_k, seed=args.seed)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    if args.interactive:
+        print("(Ctrl-D or 'exit' ends the chat)", file=sys.stderr)
+        repl(model, processor, image=args.image, first_prompt=args.prompt, write=write, **generation)
+        return EXIT_OK
+    chat(model, processor, args.prompt, image=args.image, stream=write, **generation)
+    write("\n")
+    return EXIT_OK
