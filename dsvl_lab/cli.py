@@ -96,6 +96,9 @@ def is_user_error(error: Exception) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dsvl-lab`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["fit"]:  # LightningCLI parses its own arguments (and answers --help)
+        return run_fit(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -360,8 +363,6 @@ def cmd_data(args) -> int:
     return EXIT_OK
 
 
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 @subcommand(
@@ -440,7 +441,7 @@ def trace_source_model(args):
 @subcommand(
     "trace", "capture attention (LLM, SigLIP, SAM) on one task image and save it as a trace file",
     example="dsvl-lab trace --preset dsvl-tiny-hybrid --foundation --family chart --out chart.safetensors\n"
-            "dsvl-lab trace --model runs/demo/stage3/model --family ocr --components llm,sam --layers sam:1,llm:-1 "
+            "dsvl-lab trace --model runs/demo/stage3_sft --family ocr --components llm,sam --layers sam:1,llm:-1 "
             "--out ocr.safetensors --html ocr.html\n"
             "dsvl-lab trace --preset dsvl-micro-hybrid --family scene --heads 0 --answer generate --out micro.safetensors",
     details="The model sees one held-out task sample (--family, --detail, --seed) with its signature question\n"
@@ -488,6 +489,66 @@ def cmd_trace(args) -> int:
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); open it with AttentionExplorer.from_trace('{out}')")
     if args.html:
         print(f"wrote {trace.to_html(args.html)}")
+    return EXIT_OK
+
+
+# ============================================================================ fit (one stage, LightningCLI)
+FIT_EXAMPLE = ("dsvl-lab fit --config configs/model/dsvl-tiny-hybrid.yaml --config configs/stage/stage1_adaptor.yaml \\\n"
+               "    --config configs/trainer/cpu.yaml --trainer.default_root_dir runs/fit-stage1\n"
+               "dsvl-lab fit --config configs/model/dsvl-tiny-hybrid.yaml --config configs/stage/stage2_joint.yaml \\\n"
+               "    --config configs/data/no-warmup.yaml --config configs/trainer/cpu.yaml \\\n"
+               "    --model.start runs/fit-stage1 --trainer.default_root_dir runs/fit-stage2")
+
+
+@subcommand(
+    "fit", "train one stage from composable YAML pieces (Lightning's LightningCLI; --help lists every key)",
+    example=FIT_EXAMPLE,
+    details="Pieces in configs/: model/ (preset), stage/ (a whole StageSpec), data/ (mixture changes),\n"
+            "trainer/ (cpu, ddp-cpu, gpu, fsdp-7b). Later --config files override earlier ones key by key;\n"
+            "any key can be set directly (--model.stage.learning_rate 1e-4). Resume: --ckpt_path last.",
+)
+def cmd_fit(args) -> int:  # never called: main() hands `fit` to LightningCLI, which parses its own arguments
+    raise CLIError("dsvl-lab fit is handled by LightningCLI")
+
+
+def run_fit(argv: list[str]) -> int:
+    """``dsvl-lab fit ...`` -> LightningCLI; bad settings exit 2 with the key named, before training."""
+    from .training.lightning_cli import main as lightning_main
+
+    try:
+        lightning_main(["fit", *argv], description=COMMANDS["fit"].help, example=FIT_EXAMPLE)
+    except Exception as error:
+        if not is_user_error(error) or os.environ.get("DSVL_LAB_DEBUG"):
+            raise
+        print(f"dsvl-lab fit: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+# ============================================================================ pipeline (stages 1 -> 2 -> 3)
+@subcommand(
+    "pipeline", "run the three training stages 1 -> 2 -> 3 and write report.json / report.md after each",
+    example="dsvl-lab pipeline --preset dsvl-tiny-hybrid --out runs/demo\n"
+            "dsvl-lab pipeline --preset dsvl-micro-hybrid --out /tmp/check --smoke",
+    details="Stage 1 starts from the shipped foundation parts (tiny and small presets; micro presets start\n"
+            "from random weights). Each stage checks the checkpoint it receives. OUT gets one folder per stage\n"
+            "(logs/, checkpoints/last.ckpt, model/) and report.json / report.md. Running the same command again\n"
+            "resumes an interrupted stage from its last.ckpt and skips nothing else.",
+    args=[
+        arg("--preset", default="dsvl-tiny-hybrid", help="model preset (default dsvl-tiny-hybrid)"),
+        arg("--out", required=True, help="run folder (created)"),
+        arg("--smoke", action="store_true", help="a few steps per stage: checks the pipeline, learns nothing"),
+        arg("--eval-samples", type=int, default=None, help="held-out questions per family and detail (default 20)"),
+        arg("--num-workers", type=int, default=1, help="data loader worker processes (default 1)"),
+        arg("--no-progress", action="store_true", help="no progress bars (logs only)"),
+    ],
+)
+def cmd_pipeline(args) -> int:
+    from .training import run_pipeline
+
+    run_pipeline(args.preset, args.out, smoke=args.smoke, progress=not args.no_progress,
+                 eval_samples=args.eval_samples, num_workers=args.num_workers)
+    print("\n" + (Path(args.out) / "report.md").read_text())
     return EXIT_OK
 
 
@@ -546,3 +607,7 @@ def cmd_chat(args) -> int:
     chat(model, processor, args.prompt, image=args.image, stream=write, **generation)
     write("\n")
     return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
