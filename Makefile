@@ -19,7 +19,7 @@ LAB_ARGS ?=
 # Jupyter refuses to start as root unless told; containers and CI machines often run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install test test-unit test-parity test-notebooks lab clean help
+.PHONY: install test test-unit test-parity test-notebooks lab clean help chromium
 
 help:
 	@echo "make test    set up .venv if needed and run the whole test suite"
@@ -39,7 +39,17 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The browser test (tests/test_browser.py) drives Debian's Chromium with Playwright; no browser is
+# downloaded. Install it where we can (as root, with apt-get); otherwise the test skips and says why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the browser test (apt-get)"; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+		apt-get install -y -q chromium >/dev/null 2>&1; } || echo "could not install chromium: the browser test will skip"; \
+	else echo "chromium is not installed (as root: apt-get install chromium): the browser test will skip"; fi
+
+test: $(STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(NBVAL) $(NOTEBOOK_ARGS) notebooks/
 
