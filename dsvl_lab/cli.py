@@ -520,9 +520,19 @@ def run_fit(argv: list[str]) -> int:
     except Exception as error:
         if not is_user_error(error) or os.environ.get("DSVL_LAB_DEBUG"):
             raise
-        print(f"dsvl-lab fit: error: {error}", file=sys.stderr)
+        print(f"dsvl-lab fit: error: {readable_config_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
+
+
+def readable_config_error(error: Exception) -> str:
+    """jsonargparse reports a bad ``model.stage`` once per type it could have been (StageSpec or a
+    preset name); keep only the reasons, which name the key."""
+    lines = str(error).splitlines()
+    if not lines or "Union subtypes" not in lines[0]:
+        return str(error)
+    reasons = [line.strip()[2:] for line in lines if line.strip().startswith("- ") and "Expected a <class" not in line]
+    return "; ".join(reasons) or str(error)
 
 
 # ============================================================================ pipeline (stages 1 -> 2 -> 3)

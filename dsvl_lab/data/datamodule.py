@@ -87,7 +87,19 @@ class DSVLDataModule(L.LightningDataModule):
             from .corpus import load_corpus
 
             text = TextStream(self.processor, load_corpus().train)
-        self._train = StageBatches(self.data, self.processor, text, self.total_steps, world_image_size(self.config))
+        rank, world_size = self.distributed_place()
+        self._train = StageBatches(self.data, self.processor, text, self.total_steps, world_image_size(self.config),
+                                   rank, world_size)
+
+    def distributed_place(self) -> tuple[int, int]:
+        """(rank, world size) of this process; (0, 1) outside a distributed trainer."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return 0, 1
+        if trainer._accelerator_connector.use_distributed_sampler:
+            raise ValueError("DSVLDataModule splits each step across ranks itself: create the Trainer with "
+                             "use_distributed_sampler=False (configs/trainer/*.yaml and dsvl-lab pipeline do)")
+        return trainer.global_rank, trainer.world_size
 
     @property
     def train_batches(self) -> StageBatches:

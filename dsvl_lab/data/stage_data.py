@@ -59,21 +59,27 @@ class StageData:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.families = tuple(self.families)  # YAML gives lists
+        # Messages name the key as a stage config spells it (stage.data.<field>).
         unknown = set(self.image_formats) - set(IMAGE_FORMATS)
         if unknown:
-            raise ValueError(f"unknown image formats {sorted(unknown)}; choose from {IMAGE_FORMATS}")
+            raise ValueError(f"stage.data.image_formats: unknown formats {sorted(unknown)}; choose from {IMAGE_FORMATS}")
         if self.text_format not in TEXT_FORMATS:
-            raise ValueError(f"text_format must be one of {TEXT_FORMATS}, got {self.text_format!r}")
-        if not 0.0 <= self.fine_share <= 1.0:
-            raise ValueError(f"fine_share must be in [0, 1], got {self.fine_share}")
-        self.schedule  # validates ratio and warm-up
+            raise ValueError(f"stage.data.text_format must be one of {TEXT_FORMATS}, got {self.text_format!r}")
+        for key in ("fine_share", "language_ratio"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"stage.data.{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.batch_size < 1 or self.seq_len < 2:
+            raise ValueError(f"stage.data.batch_size must be >= 1 and seq_len >= 2, got {self.batch_size}, {self.seq_len}")
+        self.schedule  # validates the warm-up
 
     @property
     def schedule(self) -> WarmupSchedule:
         return WarmupSchedule(self.language_ratio, self.warmup_steps, self.warmup_kind, self.warmup_stairs)
 
-    def plan(self) -> ModalityPlan:
-        return ModalityPlan(self.schedule, self.seed, self.group_by_modality, self.batch_size)
+    def plan(self, world_size: int = 1) -> ModalityPlan:
+        """The modality of every draw; under DDP a step's draws span all ranks' batches."""
+        return ModalityPlan(self.schedule, self.seed, self.group_by_modality, self.batch_size * world_size)
 
 
 # The paper's three stages as data presets (miniature lengths; the mixture follows the paper).
@@ -191,13 +197,16 @@ class StageBatches(Dataset):
     """
 
     def __init__(self, data: StageData, processor: DSVLProcessor, text: TextStream | None, total_steps: int,
-                 task_image_size: int | None = None) -> None:
+                 task_image_size: int | None = None, rank: int = 0, world_size: int = 1) -> None:
         self.data = data
+        # Under DDP every rank builds its own slice (slots rank*B .. rank*B+B-1) of the same global step,
+        # so all ranks agree on the step's modality and a 1-process run is the rank-0 slice of nothing else.
+        self.rank, self.world_size = rank, world_size
         self.processor = processor
         self.task_image_size = data.task_image_size or task_image_size or max(64, processor.image_size)
         self.text = text
         self.total_steps = total_steps
-        self.plan = data.plan()
+        self.plan = data.plan(world_size)
         if data.language_ratio > 0 and text is None:
             raise ValueError(f"stage {data.name!r} has language_ratio {data.language_ratio} but no text corpus")
 
@@ -205,8 +214,10 @@ class StageBatches(Dataset):
         return self.total_steps
 
     def __getitem__(self, step: int) -> dict[str, Any]:
-        modalities = self.plan.step_modalities(step, self.data.batch_size)
-        samples = [self.example(step, slot, modality) for slot, modality in enumerate(modalities)]
+        size = self.data.batch_size
+        first = self.rank * size
+        modalities = self.plan.step_modalities(step, size * self.world_size)[first:first + size]
+        samples = [self.example(step, first + i, modality) for i, modality in enumerate(modalities)]
         batch = self.collate(samples)
         batch["n_text"] = modalities.count("text")
         batch["n_image"] = modalities.count("image")

@@ -1,0 +1,171 @@
+"""Running stages: one stage as one resumable Lightning run, and the three-stage pipeline.
+
+    >>> from dsvl_lab.training import run_pipeline                       # doctest: +SKIP
+    >>> report = run_pipeline("dsvl-tiny-hybrid", "runs/demo")             # doctest: +SKIP
+
+``runs/demo/`` then holds one folder per stage (``stage1_adaptor/``, ``stage2_joint/``,
+``stage3_sft/``), each with ``logs/`` (CSV, TensorBoard when installed), ``checkpoints/last.ckpt``
+(the same command resumes from it) and ``model/`` (the hand-off to the next stage), plus
+``report.json`` and ``report.md``, rewritten after every stage.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import torch
+
+from ..data.datamodule import DSVLDataModule, MixtureLogger
+from .callbacks import FlopsThroughput, FreezeAudit, NonFiniteGuard, StageEvaluation, StageExport
+from .module import DSVLLitModule
+from .spec import STAGE_NAMES, StageSpec, stage_spec
+
+SMOKE_STEPS = 3
+
+
+@dataclass
+class StageRun:
+    """What one stage run produced."""
+
+    name: str
+    folder: Path
+    model_folder: Path
+    steps: int
+    seconds: float
+    resumed: bool
+    evaluation: dict | None
+    freeze_audit: dict
+    throughput: dict = field(default_factory=dict)
+
+
+def loggers_for(out: Path) -> list:
+    """CSV always; TensorBoard as well when it is installed."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(out, name="logs", version="")]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        loggers.append(TensorBoardLogger(out, name="logs", version="tensorboard"))
+    return loggers
+
+
+def stage_callbacks(out: Path, spec: StageSpec, eval_every: int, eval_samples: int, checkpoint_every: int,
+                    language_eval: bool = True, throughput: bool = True) -> dict[str, L.Callback]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    audit = FreezeAudit()
+    evaluation = StageEvaluation(eval_every, eval_samples, language=language_eval)
+    callbacks = {
+        "audit": audit,
+        "guard": NonFiniteGuard(out / "checkpoints"),
+        "mixture": MixtureLogger(),
+        "evaluation": evaluation,
+        "export": StageExport(out, evaluation, audit),
+        "checkpoint": ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
+                                      every_n_train_steps=max(1, min(checkpoint_every, spec.steps))),
+    }
+    if throughput:
+        callbacks["throughput"] = FlopsThroughput()
+    return callbacks
+
+
+def make_stage_trainer(out: Path, spec: StageSpec, callbacks: Sequence[L.Callback], progress: bool = True,
+                       val_every: int | None = None, **trainer_options) -> L.Trainer:
+    """A trainer for one stage: bf16 autocast where supported, validation ``val_every`` steps."""
+    val_every = val_every or max(1, spec.steps // 4)
+    options = dict(max_steps=spec.steps, max_epochs=1, accelerator="auto", devices=1,
+                   precision="bf16-mixed", logger=loggers_for(out), callbacks=list(callbacks),
+                   enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
+                   num_sanity_val_steps=0, val_check_interval=min(val_every, spec.steps), check_val_every_n_epoch=None,
+                   use_distributed_sampler=False)  # DSVLDataModule splits each step across ranks itself
+    options.update(trainer_options)
+    return L.Trainer(**options)
+
+
+def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | Path | None = None,
+              progress: bool = True, eval_every: int = 0, eval_samples: int = 20, checkpoint_every: int = 50,
+              extra_callbacks: Sequence[L.Callback] = (), language_eval: bool = True, throughput: bool = True,
+              num_workers: int = 1, **trainer_options) -> StageRun:
+    """Train one stage into ``out``; resumes from ``out/checkpoints/last.ckpt`` when it exists."""
+    spec = spec if isinstance(spec, StageSpec) else stage_spec(spec)
+    out = Path(out)
+    module = DSVLLitModule(preset, spec, start=str(start) if start else None)  # checks the hand-off first
+    data = DSVLDataModule(module.config, spec.data, total_steps=spec.steps, num_workers=num_workers)
+    callbacks = stage_callbacks(out, spec, eval_every, eval_samples, checkpoint_every, language_eval, throughput)
+    trainer = make_stage_trainer(out, spec, [*callbacks.values(), *extra_callbacks], progress, **trainer_options)
+    last = out / "checkpoints" / "last.ckpt"
+    resumed = last.is_file()
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resumed else None)
+    export: StageExport = callbacks["export"]
+    return StageRun(spec.name, out, export.folder or out / "model", trainer.global_step, time.perf_counter() - started,
+                    resumed, callbacks["evaluation"].final, callbacks["audit"].report,
+                    throughput_summary(trainer, module))
+
+
+def throughput_summary(trainer: L.Trainer, module: DSVLLitModule) -> dict:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train|")}
+    return {"flops_per_batch": getattr(module, "flops_per_batch", None), **metrics}
+
+
+# ============================================================================ the pipeline
+def pipeline_specs(preset: str, smoke: bool = False, scale: str = "mini") -> list[StageSpec]:
+    """The three stages in order; ``smoke`` shortens each to a few steps."""
+    specs = [stage_spec(name, scale) for name in STAGE_NAMES]
+    if not has_foundation(preset):  # micro presets (tests) and real sizes: stage 1 starts from random weights
+        specs[0] = specs[0].replace(starts_from="random")
+    if smoke:
+        specs = [spec.replace(steps=SMOKE_STEPS, warmup_steps=1,
+                              data={"warmup_steps": min(spec.data.warmup_steps, 1), "batch_size": 4})
+                 for spec in specs]
+    return specs
+
+
+def has_foundation(preset: str) -> bool:
+    from ..foundation.common import FoundationError, size_of
+
+    try:
+        size_of(preset)
+        return True
+    except FoundationError:
+        return False
+
+
+def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bool = True, eval_samples: int | None = None,
+                 stages: Sequence[StageSpec] | None = None, **stage_options) -> dict:
+    """Stages 1 -> 2 -> 3, each continuing the previous one's checked output; the report after each."""
+    from .report import write_report
+
+    out = Path(out)
+    specs = list(stages) if stages is not None else pipeline_specs(preset, smoke)
+    eval_samples = eval_samples or (2 if smoke else 20)
+    report = {"preset": preset, "smoke": smoke, "stages": []}
+    previous: Path | None = None
+    for spec in specs:
+        print(f"\n=== {spec.name}: {spec.steps} steps, training {', '.join(spec.trainable)} ===", flush=True)
+        run = run_stage(preset, spec, out / spec.name, start=previous, progress=progress, eval_samples=eval_samples,
+                        language_eval=not smoke, **stage_options)
+        report["stages"].append(stage_entry(run, spec))
+        write_report(out, report)
+        previous = run.folder
+    return report
+
+
+def stage_entry(run: StageRun, spec: StageSpec) -> dict:
+    return {"name": run.name, "steps": run.steps, "seconds": round(run.seconds, 1), "resumed": run.resumed,
+            "trainable": list(spec.trainable), "learning_rate": spec.learning_rate,
+            "language_ratio": spec.data.language_ratio, "prompt_format": spec.prompt_format,
+            "model_folder": str(run.model_folder), "evaluation": run.evaluation,
+            "frozen_unchanged": run.freeze_audit.get("frozen_unchanged"), "throughput": run.throughput,
+            "spec": dataclasses.asdict(spec)}
+
+
+def set_determinism(seed: int = 0, threads: int | None = None) -> None:
+    """Same seed and thread count -> bit-identical CPU runs (the resume test relies on it)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    if threads:
+        torch.set_num_threads(threads)

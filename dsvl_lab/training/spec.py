@@ -1,0 +1,236 @@
+"""A training stage as data: ``StageSpec``, the paper's three stages and their CPU miniatures.
+
+Paper (section 3.2, Table 4; facts sheet 4.1-4.2):
+
+============  =====================  ===========================  ===================================
+stage         trains                 data                         lr / schedule / warm-up / steps
+============  =====================  ===========================  ===================================
+stage 1       the VL adaptor         captions + document OCR      1e-3, cosine, 128, 15000
+stage 2       adaptor + LLM          70% text, modality warm-up   4.2e-5 (7B; 3e-5 1.3B), step, 2000
+stage 3       LLM + adaptor + SigLIP chat SFT, 47.9% text-only    2e-5, cosine, 256, 10000
+============  =====================  ===========================  ===================================
+
+Every stage uses AdamW (0.9, 0.95), weight decay 0 and gradient clipping 1.0. The original authors
+released no training code (DeepSeek-VL issues #6, #9), so a stage here is a plain dataclass that a
+YAML file or a notebook can write, validated before any training starts.
+
+Parameter groups are named by the module path of the component they cover:
+
+- ``vision_model.low``: SigLIP (the low-resolution encoder);
+- ``vision_model.high``: SAM's image encoder (patch embedding, blocks);
+- ``vision_model.high.neck``: SAM's neck, HD neck and the two stride-2 downsampling convs. The paper
+  counts them as part of the adaptor, and the original code trains them whenever it trains the
+  adaptor (``freeze_high=False`` rule). That they train in stages 1-2 is implied, not stated:
+  UNVERIFIED; we train them with the adaptor in every stage;
+- ``aligner``: the MLP adaptor (original: ``aligner``; paper: "VL adaptor");
+- ``language_model``: the LLM.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from ..data.stage_data import STAGE_DATA_PRESETS, StageData
+
+# The component groups a stage can train, each with the module prefixes it covers inside DSVLModel.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "vision_model.low": ("vision_model.low.",),
+    "vision_model.high": ("vision_model.high.patch_embed.", "vision_model.high.pos_embed", "vision_model.high.blocks."),
+    "vision_model.high.neck": ("vision_model.high.neck.", "vision_model.high.neck_hd.",
+                               "vision_model.high.downsamples.", "vision_model.high.hd_alpha_downsamples"),
+    "aligner": ("aligner.",),
+    "language_model": ("language_model.",),
+}
+SCHEDULES = ("cosine", "step", "constant")
+STARTS = ("foundation", "random")  # or the name of the stage whose output this stage continues
+STAGE_NAMES = ("stage1_adaptor", "stage2_joint", "stage3_sft")
+PROMPT_FORMATS = ("plain", "chat")
+
+
+class StageConfigError(ValueError):
+    """A bad stage setting, found before training starts; the message names the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+@dataclass
+class StageSpec:
+    """One training stage: what trains, how fast, on what data, starting from where.
+
+    Args:
+        name: the stage's name (``stage1_adaptor``, ``stage2_joint``, ``stage3_sft`` or your own).
+        trainable: the parameter groups that train (keys of ``GROUPS``); everything else is frozen.
+        learning_rate: the peak learning rate of every trainable group...
+        group_learning_rates: ...unless a group has its own here.
+        schedule: ``cosine`` (to ``min_lr_ratio`` of the peak), ``step`` (times ``step_gamma`` at each
+            fraction of the run in ``step_milestones``) or ``constant``; all after a linear warm-up.
+        warmup_steps: linear learning-rate warm-up (not the modality warm-up, which is ``data``'s).
+        steps: optimizer steps of the stage.
+        betas, weight_decay, eps, grad_clip: AdamW and clipping.
+        data: the stage's data mixture (language ratio, modality warm-up, formats, batch size, seq_len).
+        starts_from: ``foundation`` (the shipped pretrained parts), ``random``, or the name of the
+            stage whose checkpoint this one continues: the hand-off checks it.
+        prompt_format: how the stage's evaluation asks questions: ``plain`` before SFT, ``chat`` after.
+    """
+
+    name: str
+    trainable: tuple[str, ...]
+    learning_rate: float
+    steps: int
+    data: StageData
+    starts_from: str = "foundation"
+    group_learning_rates: dict[str, float] = field(default_factory=dict)
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1  # cosine floor: not given by the paper (UNVERIFIED)
+    step_milestones: tuple[float, ...] = (0.8, 0.9)  # DeepSeek-LLM's step schedule; the VL paper gives none (UNVERIFIED)
+    step_gamma: float = 0.316
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
+    eps: float = 1e-8  # not given by the paper (UNVERIFIED): PyTorch's default
+    grad_clip: float = 1.0
+    prompt_format: str = "plain"
+
+    def __post_init__(self) -> None:
+        self.trainable = tuple(self.trainable)
+        self.betas = tuple(self.betas)
+        self.step_milestones = tuple(self.step_milestones)
+        if isinstance(self.data, dict):  # from YAML / JSON
+            self.data = StageData(**self.data)
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ``StageConfigError`` naming the first bad key."""
+        check(bool(self.name), "stage.name", "must not be empty")
+        check(len(self.trainable) > 0, "stage.trainable", "lists no parameter group: a stage must train something")
+        for group in list(self.trainable) + list(self.group_learning_rates):
+            check(group in GROUPS, "stage.trainable" if group in self.trainable else "stage.group_learning_rates",
+                  f"no parameter group {group!r}; groups are {', '.join(GROUPS)}")
+        for group in self.group_learning_rates:
+            check(group in self.trainable, "stage.group_learning_rates",
+                  f"{group!r} has a learning rate but is not in stage.trainable")
+        for key, value in [("stage.learning_rate", self.learning_rate),
+                           *((f"stage.group_learning_rates.{g}", v) for g, v in self.group_learning_rates.items())]:
+            check(is_number(value) and value > 0, key, f"must be a positive number, got {value!r}")
+        check(self.schedule in SCHEDULES, "stage.schedule", f"must be one of {SCHEDULES}, got {self.schedule!r}")
+        check(isinstance(self.steps, int) and self.steps >= 1, "stage.steps", f"must be an integer >= 1, got {self.steps!r}")
+        check(isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps, "stage.warmup_steps",
+              f"must be an integer >= 0, got {self.warmup_steps!r}")
+        check(0.0 <= self.min_lr_ratio <= 1.0, "stage.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        check(all(0.0 < m < 1.0 for m in self.step_milestones), "stage.step_milestones",
+              f"must be fractions of the run in (0, 1), got {self.step_milestones}")
+        check(0.0 < self.step_gamma <= 1.0, "stage.step_gamma", f"must be in (0, 1], got {self.step_gamma}")
+        check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "stage.betas",
+              f"must be two numbers in [0, 1), got {self.betas}")
+        check(self.weight_decay >= 0, "stage.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.eps > 0, "stage.eps", f"must be > 0, got {self.eps}")
+        check(self.grad_clip >= 0, "stage.grad_clip", f"must be >= 0 (0 = no clipping), got {self.grad_clip}")
+        check(self.starts_from in STARTS or self.starts_from in STAGE_NAMES, "stage.starts_from",
+              f"must be one of {STARTS + STAGE_NAMES}, got {self.starts_from!r}")
+        check(self.prompt_format in PROMPT_FORMATS, "stage.prompt_format",
+              f"must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
+        check(isinstance(self.data, StageData), "stage.data", "must be a StageData (or a mapping of its fields)")
+        check(0.0 <= self.data.language_ratio <= 1.0, "stage.data.language_ratio",
+              f"must be in [0, 1], got {self.data.language_ratio}")
+
+    # ------------------------------------------------------------------ derived values
+    def lr_of(self, group: str) -> float:
+        return self.group_learning_rates.get(group, self.learning_rate)
+
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier at optimizer step ``step`` (a Python float: see below)."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps))
+        # Python floats only: Lightning reloads checkpoints with torch.load(weights_only=True),
+        # which refuses numpy scalars in the scheduler's saved state.
+        if self.schedule == "cosine":
+            return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        if self.schedule == "step":
+            return float(self.step_gamma ** sum(step >= m * self.steps for m in self.step_milestones))
+        return 1.0
+
+    def replace(self, **changes) -> "StageSpec":
+        """A copy with fields changed; ``data`` may be a dict of StageData fields to change."""
+        data = changes.pop("data", None)
+        if isinstance(data, dict):
+            changes["data"] = dataclasses.replace(self.data, **data)
+        elif data is not None:
+            changes["data"] = data
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def check(ok: bool, key: str, problem: str) -> None:
+    if not ok:
+        raise StageConfigError(key, problem)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ============================================================================ presets
+ADAPTOR = ("aligner", "vision_model.high.neck")
+
+
+def paper_stage(name: str, size: str = "7b") -> StageSpec:
+    """A paper stage with Table 4's values (``size`` = "7b" or "1.3b"; they differ only in stage 2)."""
+    data = STAGE_DATA_PRESETS
+    specs = {
+        "stage1_adaptor": StageSpec(
+            "stage1_adaptor", ADAPTOR, 1e-3, 15000, dataclasses.replace(data["stage1_adaptor"], seq_len=512, batch_size=256),
+            starts_from="foundation", schedule="cosine", warmup_steps=128),
+        "stage2_joint": StageSpec(
+            "stage2_joint", ADAPTOR + ("language_model",), 4.2e-5 if size == "7b" else 3e-5,
+            42000 if size == "7b" else 96000,
+            dataclasses.replace(data["stage2_joint"], seq_len=4096, batch_size=2304 if size == "7b" else 1024,
+                                warmup_steps=2000),  # modality warm-up length: UNVERIFIED (we use the LR warm-up's)
+            starts_from="stage1_adaptor", schedule="step", warmup_steps=2000),
+        "stage3_sft": StageSpec(
+            "stage3_sft", ADAPTOR + ("language_model", "vision_model.low"), 2e-5, 10000,
+            dataclasses.replace(data["stage3_sft"], seq_len=4096, batch_size=256),
+            starts_from="stage2_joint", schedule="cosine", warmup_steps=256, prompt_format="chat"),
+    }
+    if name not in specs:
+        raise StageConfigError("stage", f"unknown stage {name!r}; choose one of {', '.join(STAGE_NAMES)}")
+    if size not in ("7b", "1.3b"):
+        raise StageConfigError("size", f"paper stages exist for '7b' and '1.3b', got {size!r}")
+    return specs[name]
+
+
+# The miniature recipe: the paper's structure (what trains, schedules, mixtures, warm-ups) with
+# lengths and learning rates for a few CPU minutes on dsvl-tiny-*. The learning rates are scaled
+# from the foundation LM's 2e-3 the way the paper's stage-2 rate is about 10% of DeepSeek-LLM's
+# pretraining rate; stage 1 keeps the paper's 1e-3 order. Measured in README "Training stages".
+MINI_STEPS = {"stage1_adaptor": 150, "stage2_joint": 400, "stage3_sft": 300}
+
+
+def mini_stage(name: str, steps: int | None = None) -> StageSpec:
+    """The CPU miniature of a paper stage (same trainable groups, mixture and schedule kinds)."""
+    paper = paper_stage(name)
+    steps = steps or MINI_STEPS[name]
+    warmup = max(1, steps // 20)
+    base = {"stage1_adaptor": 2e-3, "stage2_joint": 3e-4, "stage3_sft": 2e-4}[name]
+    data = dataclasses.replace(STAGE_DATA_PRESETS[name], batch_size=16, seq_len=256)
+    if name == "stage2_joint":
+        data = dataclasses.replace(data, warmup_steps=steps // 4)  # modality warm-up over the first quarter
+    return paper.replace(learning_rate=base, steps=steps, warmup_steps=warmup, data=data)
+
+
+def stage_spec(name: str, scale: str = "mini", steps: int | None = None) -> StageSpec:
+    """A stage preset: ``scale`` is ``mini`` (CPU minutes), ``paper-7b`` or ``paper-1.3b``."""
+    if scale == "mini":
+        if name not in STAGE_NAMES:
+            raise StageConfigError("stage", f"unknown stage {name!r}; choose one of {', '.join(STAGE_NAMES)}")
+        return mini_stage(name, steps)
+    if scale in ("paper-7b", "paper-1.3b"):
+        spec = paper_stage(name, scale.removeprefix("paper-"))
+        return spec.replace(steps=steps) if steps else spec
+    raise StageConfigError("scale", f"unknown scale {scale!r}; choose 'mini', 'paper-7b' or 'paper-1.3b'")

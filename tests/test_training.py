@@ -1,0 +1,363 @@
+"""Training stages: freeze policy, optimizer groups, hand-off, resume, NaN guard, config errors, CLI."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+from dsvl_lab.data.datamodule import DSVLDataModule
+from dsvl_lab.foundation.common import tensor_checksum
+from dsvl_lab.model import DSVLModel
+from dsvl_lab.training import (GROUPS, STAGE_NAMES, DSVLLitModule, HandoffError, StageConfigError, group_of,
+                               paper_stage, run_pipeline, run_stage, stage_spec, write_stage_output)
+from dsvl_lab.training.callbacks import NonFiniteLoss
+from dsvl_lab.training.report import markdown
+
+PRESET = "dsvl-micro-hybrid"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def micro_stage(name: str, steps: int = 2, **changes):
+    """A paper stage's miniature, a few steps long, on small batches, from random weights."""
+    spec = stage_spec(name, steps=steps)
+    data = {"batch_size": 4, "warmup_steps": min(spec.data.warmup_steps, 1)}
+    return spec.replace(starts_from="random", warmup_steps=1, data=data, **changes)
+
+
+def bare_trainer(steps: int, callbacks=(), **options) -> L.Trainer:
+    options = {"max_steps": steps, "max_epochs": 1, "accelerator": "cpu", "devices": 1, "logger": False,
+               "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False,
+               "limit_val_batches": 0, "num_sanity_val_steps": 0, "use_distributed_sampler": False, **options}
+    return L.Trainer(callbacks=list(callbacks), **options)
+
+
+class Snapshot(L.Callback):
+    """Parameters at fit start; the optimizer's parameter set."""
+
+    def on_fit_start(self, trainer, module) -> None:
+        self.before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+
+    def on_train_end(self, trainer, module) -> None:
+        self.optimizer_params = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
+        self.train_modes = {n: m.training for n, m in module.model.named_modules()}
+
+
+# ============================================================================ groups and freezing
+@pytest.mark.parametrize("preset", ["dsvl-micro-hybrid", "dsvl-micro-siglip", "dsvl-micro-sam"])
+def test_every_parameter_belongs_to_exactly_one_group(preset):
+    model = DSVLModel.from_name(preset)
+    for name, _ in model.named_parameters():
+        owners = [g for g, prefixes in GROUPS.items() if any(name.startswith(p) for p in prefixes)]
+        assert len(owners) == 1, (name, owners)
+        assert group_of(name) == owners[0]
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_one_step_changes_exactly_the_stage_groups(stage):
+    spec = micro_stage(stage, steps=1, learning_rate=1e-2)
+    module = DSVLLitModule(PRESET, spec)
+    snapshot = Snapshot()
+    bare_trainer(1, [snapshot]).fit(module, datamodule=DSVLDataModule(module.config, spec.data, total_steps=1))
+    trainable = {n for n, p in module.model.named_parameters() if group_of(n) in spec.trainable}
+    changed = {n for n, p in module.model.named_parameters() if not torch.equal(p.detach(), snapshot.before[n])}
+    assert changed <= trainable, f"frozen parameters changed: {sorted(changed - trainable)[:5]}"
+    # Every trainable group moved; a tensor may stay only if its gradient was exactly zero.
+    assert {group_of(n) for n in changed} == set(spec.trainable)
+    assert snapshot.optimizer_params == {id(p) for n, p in module.model.named_parameters() if n in trainable}
+    for name, module_ in module.model.named_modules():
+        params = list(module_.parameters())
+        if params and not any(p.requires_grad for p in params):
+            assert not snapshot.train_modes[name], f"frozen module {name} was in train mode"
+        elif params:
+            assert snapshot.train_modes[name], f"trainable module {name} was in eval mode"
+
+
+def test_no_backward_through_a_frozen_prefix():
+    """Stages 1-2: the vision towers' outputs carry no autograd graph; stage 3: SigLIP's does, SAM's not."""
+    outputs = {}
+    for stage in ("stage1_adaptor", "stage3_sft"):
+        module = DSVLLitModule(PRESET, micro_stage(stage))
+        module.configure_model()
+        vision = module.model.vision_model
+        hooks = [vision.low.register_forward_hook(lambda m, i, o: outputs.__setitem__((stage, "low"), o.requires_grad)),
+                 vision.high.blocks[-1].register_forward_hook(
+                     lambda m, i, o: outputs.__setitem__((stage, "sam_blocks"), o.requires_grad))]
+        data = DSVLDataModule(module.config, module.spec.data.__class__(**{**vars(module.spec.data), "batch_size": 2}),
+                              total_steps=1)
+        module(data.train_batches[0]).backward()
+        for hook in hooks:
+            hook.remove()
+    assert outputs == {("stage1_adaptor", "low"): False, ("stage1_adaptor", "sam_blocks"): False,
+                       ("stage3_sft", "low"): True, ("stage3_sft", "sam_blocks"): False}
+
+
+def test_paper_presets_hold_table_4():
+    s1, s2, s3 = (paper_stage(n) for n in STAGE_NAMES)
+    assert (s1.learning_rate, s2.learning_rate, s3.learning_rate) == (1e-3, 4.2e-5, 2e-5)
+    assert (s1.schedule, s2.schedule, s3.schedule) == ("cosine", "step", "cosine")
+    assert (s1.warmup_steps, s2.warmup_steps, s3.warmup_steps) == (128, 2000, 256)
+    assert (s1.steps, s2.steps, s3.steps) == (15000, 42000, 10000)
+    assert paper_stage("stage2_joint", "1.3b").learning_rate == 3e-5
+    assert all(s.betas == (0.9, 0.95) and s.weight_decay == 0 and s.grad_clip == 1.0 for s in (s1, s2, s3))
+    assert s1.trainable == ("aligner", "vision_model.high.neck")
+    assert "language_model" in s2.trainable and "vision_model.low" not in s2.trainable
+    assert "vision_model.low" in s3.trainable and "vision_model.high" not in s3.trainable
+    assert s2.data.language_ratio == 0.7 and s2.data.warmup_steps > 0 and s2.data.group_by_modality
+    assert s3.prompt_format == "chat"
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "constant"])
+def test_lr_schedules_warm_up_then_follow_their_shape(schedule):
+    spec = micro_stage("stage2_joint", steps=100, schedule=schedule).replace(warmup_steps=10)
+    factors = [spec.lr_factor(k) for k in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(type(f) is float for f in factors)  # checkpoints reload with weights_only=True
+    if schedule == "cosine":
+        assert factors[-1] == pytest.approx(spec.min_lr_ratio, abs=0.01)
+    elif schedule == "step":
+        assert factors[79] == 1.0 and factors[80] == pytest.approx(0.316) and factors[95] == pytest.approx(0.316 ** 2)
+    else:
+        assert set(factors[10:]) == {1.0}
+
+
+def test_stage_yaml_pieces_equal_the_presets():
+    for name in STAGE_NAMES:
+        for scale, suffix in (("mini", ""), ("paper-7b", "-paper-7b"), ("paper-1.3b", "-paper-1.3b")):
+            piece = yaml.safe_load((CONFIGS / "stage" / f"{name}{suffix}.yaml").read_text())["model"]["stage"]
+            assert stage_spec(name, scale).replace(**{k: v for k, v in piece.items() if k != "data"},
+                                                   data=piece["data"]) == stage_spec(name, scale), (name, scale)
+
+
+# ============================================================================ bad config values
+@pytest.mark.parametrize("change, key", [
+    ({"learning_rate": -1e-3}, "stage.learning_rate"),
+    ({"trainable": ("aligner", "vision_model.mid")}, "stage.trainable"),
+    ({"trainable": ()}, "stage.trainable"),
+    ({"group_learning_rates": {"aligner": 0.0}}, "stage.group_learning_rates.aligner"),
+    ({"steps": 0}, "stage.steps"),
+    ({"schedule": "linear"}, "stage.schedule"),
+    ({"starts_from": "stage7"}, "stage.starts_from"),
+])
+def test_bad_stage_values_name_the_key(change, key):
+    with pytest.raises(StageConfigError) as error:
+        stage_spec("stage2_joint").replace(**change)
+    assert error.value.key == key and key in str(error.value)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.5])
+def test_language_ratio_outside_0_1_names_the_key(ratio):
+    with pytest.raises(ValueError, match=r"stage\.data\.language_ratio must be in \[0, 1\]"):
+        stage_spec("stage2_joint").replace(data={"language_ratio": ratio})
+
+
+def test_unknown_stage_and_preset_fail_before_training():
+    with pytest.raises(StageConfigError, match="unknown stage 'stage4'"):
+        stage_spec("stage4")
+    with pytest.raises(ValueError, match="unknown preset 'dsvl-huge'"):
+        DSVLLitModule("dsvl-huge", micro_stage("stage1_adaptor"))
+
+
+@pytest.mark.parametrize("extra, key", [
+    (["--model.stage.learning_rate=-1"], "stage.learning_rate"),
+    (["--model.stage.data.language_ratio=1.5"], "stage.data.language_ratio"),
+    (["--model.preset=dsvl-huge"], "unknown preset 'dsvl-huge'"),
+    (["--model.stage=stage9"], "unknown stage 'stage9'"),
+    (["--model.stage.trainable=[aligner,vision_model.mid]"], "stage.trainable"),
+])
+def test_fit_cli_refuses_bad_values_before_training(tmp_path, capsys, extra, key):
+    from dsvl_lab.cli import main
+
+    out = tmp_path / "run"
+    code = main(["fit", "--config", str(CONFIGS / "model" / f"{PRESET}.yaml"),
+                 "--config", str(CONFIGS / "stage" / "stage1_adaptor.yaml"),
+                 "--config", str(CONFIGS / "trainer" / "cpu.yaml"), "--trainer.default_root_dir", str(out), *extra])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and message.startswith("dsvl-lab fit: error:") and key in message, message
+    assert not (out / "checkpoints").exists()
+
+
+def test_fit_cli_trains_a_stage_from_yaml_pieces(tmp_path):
+    from dsvl_lab.cli import main
+
+    out = tmp_path / "fit"
+    code = main(["fit", "--config", str(CONFIGS / "model" / f"{PRESET}.yaml"),
+                 "--config", str(CONFIGS / "stage" / "stage2_joint.yaml"),
+                 "--config", str(CONFIGS / "data" / "no-warmup.yaml"),
+                 "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+                 "--model.stage.starts_from=random", "--model.stage.steps=2", "--model.stage.data.batch_size=2",
+                 "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar=false", "--eval_samples=1"])
+    assert code == 0
+    card = yaml.safe_load((out / "model" / "stage.json").read_text())
+    assert card["stage"] == "stage2_joint" and card["steps"] == 2
+    assert card["spec"]["data"]["warmup_steps"] == 0  # the data piece changed the stage's mixture
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+# ============================================================================ hand-off
+@pytest.fixture(scope="module")
+def stage_outputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("handoff")
+    outputs = {}
+    for preset, stage in [(PRESET, "stage1_adaptor"), (PRESET, "stage2_joint"), ("dsvl-micro-siglip", "stage2_joint")]:
+        folder = root / f"{preset}-{stage}"
+        write_stage_output(DSVLModel.from_name(preset), folder, stage, preset, steps=1)
+        outputs[(preset, stage)] = folder
+    return outputs
+
+
+def test_handoff_accepts_the_previous_stage(stage_outputs):
+    spec = micro_stage("stage3_sft").replace(starts_from="stage2_joint")
+    module = DSVLLitModule(PRESET, spec, start=str(stage_outputs[(PRESET, "stage2_joint")]))
+    module.configure_model()
+    assert module.model is not None
+
+
+def test_handoff_refuses_a_missing_stage(stage_outputs, tmp_path):
+    spec = micro_stage("stage3_sft").replace(starts_from="stage2_joint")
+    with pytest.raises(HandoffError, match="holds the output of stage1_adaptor.*stage2_joint stage is missing"):
+        DSVLLitModule(PRESET, spec, start=str(stage_outputs[(PRESET, "stage1_adaptor")]))
+    with pytest.raises(HandoffError, match="stage2_joint stage is missing"):
+        DSVLLitModule(PRESET, spec, start=str(tmp_path / "nothing-here"))
+    with pytest.raises(HandoffError, match="no checkpoint was given"):
+        DSVLLitModule(PRESET, spec, start=None)
+
+
+def test_handoff_refuses_another_preset(stage_outputs):
+    spec = micro_stage("stage3_sft").replace(starts_from="stage2_joint")
+    with pytest.raises(HandoffError, match="trained with preset dsvl-micro-siglip, but this run uses dsvl-micro-hybrid"):
+        DSVLLitModule(PRESET, spec, start=str(stage_outputs[("dsvl-micro-siglip", "stage2_joint")]))
+
+
+def test_handoff_refuses_altered_weights(stage_outputs, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "altered"
+    shutil.copytree(stage_outputs[(PRESET, "stage2_joint")], folder)
+    weights = folder / "model" / "model.safetensors"
+    state = load_file(weights)
+    key = next(k for k in state if k.startswith("aligner"))
+    state[key] = state[key] + 1
+    save_file(state, weights)
+    module = DSVLLitModule(PRESET, micro_stage("stage3_sft").replace(starts_from="stage2_joint"), start=str(folder))
+    with pytest.raises(HandoffError, match="changed since stage stage2_joint wrote them"):
+        module.configure_model()
+
+
+# ============================================================================ resume, NaN guard, pipeline
+class Killed(RuntimeError):
+    pass
+
+
+class StopAt(L.Callback):
+    """Simulates a killed run: an exception after step ``k`` (the checkpoint of an earlier step survives)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise Killed(f"killed at step {self.step}")
+
+
+def resumable_stage():
+    return micro_stage("stage2_joint", steps=6).replace(data={"warmup_steps": 2, "language_ratio": 0.5})
+
+
+def test_a_killed_stage_resumes_to_the_same_weights_and_metrics(tmp_path):
+    torch.set_num_threads(2)
+    options = dict(progress=False, eval_samples=2, checkpoint_every=3, language_eval=False, throughput=False,
+                   num_workers=0, val_every=3)
+    L.seed_everything(0)
+    whole = run_stage(PRESET, resumable_stage(), tmp_path / "whole", **options)
+    L.seed_everything(0)
+    with pytest.raises(Killed):  # Lightning re-raises after its own clean-up
+        run_stage(PRESET, resumable_stage(), tmp_path / "killed", extra_callbacks=[StopAt(4)], **options)
+    assert not (tmp_path / "killed" / "model").exists()
+    L.seed_everything(0)
+    resumed = run_stage(PRESET, resumable_stage(), tmp_path / "killed", **options)
+    assert resumed.resumed and resumed.steps == whole.steps == 6
+
+    def weights(run):
+        return tensor_checksum(DSVLModel.from_pretrained(run.model_folder).state_dict())
+
+    assert weights(resumed) == weights(whole)
+    assert resumed.evaluation == whole.evaluation
+    final_val = [{k: v for k, v in row.items() if k.startswith("val/") and v} for row in
+                 (read_metrics(tmp_path / name) for name in ("whole", "killed"))]
+    assert final_val[0] == final_val[1]
+
+
+def read_metrics(run: Path) -> dict:
+    import csv
+
+    rows = list(csv.DictReader((run / "logs" / "metrics.csv").open()))
+    last = {}
+    for row in rows:
+        last.update({k: v for k, v in row.items() if v})
+    return last
+
+
+class Poison(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(p for p in module.model.aligner.parameters()).fill_(float("nan"))
+
+
+def test_nan_guard_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    spec = micro_stage("stage1_adaptor", steps=6)
+    with pytest.raises(NonFiniteLoss, match=r"step 3 of stage1_adaptor: the loss is nan.*last good checkpoint"):
+        run_stage(PRESET, spec, tmp_path, progress=False, checkpoint_every=2, language_eval=False, throughput=False,
+                  num_workers=0, extra_callbacks=[Poison(3)])
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())
+    assert not (tmp_path / "model").exists()  # nothing handed on
+
+
+def test_smoke_pipeline_runs_three_checked_stages_and_reports(tmp_path):
+    report = run_pipeline(PRESET, tmp_path, smoke=True, progress=False, num_workers=0)
+    assert [s["name"] for s in report["stages"]] == list(STAGE_NAMES)
+    assert all(s["frozen_unchanged"] for s in report["stages"])
+    text = (tmp_path / "report.md").read_text()
+    assert text == markdown(report) and "| chance |" in text
+    for stage in STAGE_NAMES:
+        assert (tmp_path / stage / "model" / "stage.json").is_file()
+    vl = report["stages"][-1]["evaluation"]["vl"]
+    assert set(vl) == {f"{f}/{d}" for f in ("chart", "ocr", "doc", "screen", "scene") for d in ("coarse", "fine")}
+    assert all(0 < score["chance"] < 1 and not math.isnan(score["option_accuracy"]) for score in vl.values())
+
+
+# ============================================================================ distributed
+@pytest.mark.ddp
+def test_ddp_two_cpu_processes_with_gloo(tmp_path):
+    """The same `dsvl-lab fit` under Lightning's DDP: 2 CPU processes, gloo, each step split across ranks."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    command = shutil.which("dsvl-lab", path=str(Path(sys.executable).parent)) or "dsvl-lab"
+    out = tmp_path / "ddp"
+    args = [command, "fit", "--config", str(CONFIGS / "model" / f"{PRESET}.yaml"),
+            "--config", str(CONFIGS / "stage" / "stage2_joint.yaml"), "--config", str(CONFIGS / "trainer" / "ddp-cpu.yaml"),
+            "--model.stage.starts_from=random", "--model.stage.steps=3", "--model.stage.data.batch_size=2",
+            "--model.stage.data.warmup_steps=0", "--trainer.default_root_dir", str(out),
+            "--trainer.enable_progress_bar=false", "--eval_samples=1", "--checkpoint_every=3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stderr + result.stdout
+    card = json.loads((out / "model" / "stage.json").read_text())
+    assert card["world_size"] == 2 and card["strategy"] == "DDPStrategy" and card["steps"] == 3
+    assert (out / "checkpoints" / "last.ckpt").is_file()
