@@ -36,3 +36,23 @@ def test_scores_are_fractions_with_the_right_chance_level():
         assert 0 <= score["option_accuracy"] <= 1 and 0 <= score["exact_match"] <= 1
         assert 0 < score["chance"] < 1 and score["n"] == 4
     assert model.training  # the evaluation restores the mode it found
+
+
+def test_batched_scoring_equals_one_question_at_a_time():
+    """Options of all samples scored in shared batches (image encoded once) give the same losses and
+    answers as each sample alone, and batched greedy answers equal single-prompt ones."""
+    from dsvl_lab.metrics.vl_eval import batch_of, greedy_answers, mean_answer_loss, option_choices
+
+    torch.manual_seed(0)
+    model = DSVLModel.from_name("dsvl-micro-hybrid").eval()
+    processor = DSVLProcessor.from_config(model.config)
+    samples = eval_set("chart", "coarse", 3, 64) + eval_set("ocr", "coarse", 3, 64)
+    alone = []
+    with torch.no_grad():
+        for sample in samples:
+            options = list(sample.qa[0].options)
+            batch = batch_of(processor, [encode_with_answer(processor, sample, o, "chat") for o in options], "cpu")
+            alone.append(options[int(mean_answer_loss(model, batch).argmin())])
+        assert option_choices(model, processor, samples, "chat", "cpu", rows_per_batch=5) == alone
+        single = [greedy_answers(model, processor, [s], "chat", "cpu", 4)[0] for s in samples]
+        assert greedy_answers(model, processor, samples, "chat", "cpu", 4) == single

@@ -374,3 +374,17 @@ def evaluate_language(model: torch.nn.Module, processor: Any, n_cloze: int = 200
         "ending_items": len(endings),
         "heldout_tokens": sum(len(ids) for ids in encode_all(processor, heldout)),
     }
+
+
+def language_retention(model: torch.nn.Module, processor: Any, n_cloze: int = 100, batch_size: int = 16,
+                       seed: int = 0) -> dict[str, float]:
+    """The quick language check a training stage runs: held-out perplexity and word-cloze accuracy.
+
+    The same numbers as :func:`evaluate_language` (whose unigram baseline and sentence endings cost
+    more and do not change while a VL model trains), on ``n_cloze`` word items.
+    """
+    heldout = evaluation_texts()
+    words = build_cloze(heldout, n_cloze, 4, seed, kind="word")
+    return {"perplexity": perplexity(model, processor, heldout, DEFAULT_MAX_LENGTH, batch_size),
+            "cloze_accuracy": score_cloze(model, processor, words, 2 * batch_size),
+            "cloze_chance": chance_level(4), "cloze_items": len(words)}

@@ -53,9 +53,18 @@ def batch_of(processor: DSVLProcessor, encoded: list[EncodedSample], device) -> 
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def mean_answer_loss(model, batch: dict) -> torch.Tensor:
-    """Mean next-token loss over each row's supervised tokens: [B]."""
-    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
+def mean_answer_loss(model, batch: dict, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean next-token loss over each row's supervised tokens: [B].
+
+    ``image_embeds`` [rows' images, g*g, n], when given, replaces encoding ``pixel_values`` again
+    (the options of one question share one image).
+    """
+    if image_embeds is None:
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    else:
+        embeds = model.embed_inputs(batch["input_ids"], image_embeds=image_embeds)
+        logits = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float()
     labels = batch["labels"][:, 1:]
     losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
     mask = (labels != IGNORE_INDEX).float()
@@ -74,31 +83,67 @@ class VLScore:
     n: int
 
 
+def chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def option_choices(model, processor: DSVLProcessor, samples: list, prompt_format: str, device,
+                   rows_per_batch: int = 32) -> list[str]:
+    """The option each sample's first question is answered with: the one of lowest answer loss.
+
+    Every image is encoded once; all (sample, option) rows are scored in batches of ``rows_per_batch``.
+    """
+    pixels = processor.process_images([sample.image for sample in samples]).to(device)
+    image_embeds = torch.cat([model.encode_images(chunk) for chunk in pixels.split(16)])  # [N, g*g, n]
+    rows = [(i, option) for i, sample in enumerate(samples) for option in sample.qa[0].options]
+    losses: list[float] = []
+    for chunk in chunks(rows, rows_per_batch):
+        encoded = [encode_with_answer(processor, samples[i], option, prompt_format) for i, option in chunk]
+        batch = {k: v.to(device) for k, v in processor.pad_left(encoded).items()}
+        losses += mean_answer_loss(model, batch, image_embeds[[i for i, _ in chunk]]).tolist()
+    chosen, position = [], 0
+    for sample in samples:
+        options = list(sample.qa[0].options)
+        scores = losses[position:position + len(options)]
+        chosen.append(options[min(range(len(options)), key=scores.__getitem__)])
+        position += len(options)
+    return chosen
+
+
+def greedy_answers(model, processor: DSVLProcessor, samples: list, prompt_format: str, device,
+                   max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """Greedy answers to each sample's first question, prompts batched with left padding."""
+    answers = []
+    for chunk in chunks(samples, batch_size):
+        prompt = batch_of(processor, [prompt_only(processor, sample, prompt_format) for sample in chunk], device)
+        del prompt["labels"]
+        tokens = model.generate(**prompt, max_new_tokens=max_new_tokens)
+        answers += [processor.decode(row) for row in tokens]
+    return answers
+
+
 @torch.no_grad()
 def score_samples(model, processor: DSVLProcessor, samples: list, prompt_format: str = "chat",
                   max_new_tokens: int = 8, generate: bool = True) -> VLScore:
     """Exact-match and option accuracy of the first question of each sample."""
     if prompt_format not in PROMPT_FORMATS:
         raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+    if not samples:
+        return VLScore(float("nan"), float("nan"), float("nan"), 0)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    exact, chosen_right, chance = 0, 0, 0.0
-    for sample in samples:
-        qa = sample.qa[0]
-        options = list(qa.options)
-        losses = mean_answer_loss(model, batch_of(processor, [encode_with_answer(processor, sample, o, prompt_format)
-                                                              for o in options], device))
-        chosen_right += options[int(losses.argmin())] == qa.answer
-        chance += 1 / len(options)
-        if generate:
-            prompt = batch_of(processor, [prompt_only(processor, sample, prompt_format)], device)
-            del prompt["labels"]
-            tokens = model.generate(**prompt, max_new_tokens=max_new_tokens)
-            exact += normalize(processor.decode(tokens[0])) == normalize(qa.answer)
+    chosen = option_choices(model, processor, samples, prompt_format, device)
+    option_right = sum(choice == sample.qa[0].answer for choice, sample in zip(chosen, samples))
+    chance = sum(1 / len(sample.qa[0].options) for sample in samples)
+    exact = float("nan")
+    if generate:
+        answers = greedy_answers(model, processor, samples, prompt_format, device, max_new_tokens)
+        exact = sum(normalize(a) == normalize(s.qa[0].answer) for a, s in zip(answers, samples)) / len(samples)
     model.train(was_training)
-    n = max(len(samples), 1)
-    return VLScore(exact / n if generate else float("nan"), chosen_right / n, chance / n, len(samples))
+    n = len(samples)
+    return VLScore(exact, option_right / n, chance / n, n)
 
 
 def evaluate_vl(model, processor: DSVLProcessor, families=("chart", "ocr", "doc", "screen", "scene"),

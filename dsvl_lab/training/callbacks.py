@@ -77,7 +77,7 @@ class FreezeAudit(L.Callback):
 def evaluate_stage(module: DSVLLitModule, n_samples: int, details=("coarse", "fine"), language: bool = True,
                    generate: bool = True) -> dict:
     """Multimodal per-family scores plus language retention, in the stage's prompt format."""
-    from ..data.lm_eval import evaluate_language
+    from ..data.lm_eval import language_retention
     from ..metrics.vl_eval import evaluate_vl
     from ..processor import DSVLProcessor
 
@@ -85,9 +85,7 @@ def evaluate_stage(module: DSVLLitModule, n_samples: int, details=("coarse", "fi
     result = {"vl": evaluate_vl(module.model, processor, details=details, n=n_samples,
                                 prompt_format=module.spec.prompt_format, generate=generate)}
     if language:
-        language_scores = evaluate_language(module.model, processor, n_cloze=100)
-        result["language"] = {k: language_scores[k] for k in ("perplexity", "unigram_perplexity", "cloze_accuracy",
-                                                               "ending_accuracy", "cloze_chance")}
+        result["language"] = language_retention(module.model, processor)
     return result
 
 
