@@ -19,12 +19,13 @@ LAB_ARGS ?=
 # Jupyter refuses to start as root unless told; containers and CI machines often run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install test test-unit test-parity test-notebooks lab clean help chromium
+.PHONY: install test test-unit test-parity test-notebooks test-ddp demo lab clean help chromium
 
 help:
 	@echo "make test    set up .venv if needed and run the whole test suite"
 	@echo "make lab     set up .venv if needed and start JupyterLab on notebooks/"
-	@echo "make test-unit | test-parity | test-notebooks   one tier only"
+	@echo "make test-unit | test-parity | test-notebooks | test-ddp   one tier only"
+	@echo "make demo    the three training stages on dsvl-tiny-hybrid (about 8 min on 2 cores), then the table"
 	@echo "make clean   remove .venv and caches"
 
 $(PY):
@@ -49,18 +50,33 @@ chromium:
 		apt-get install -y -q chromium >/dev/null 2>&1; } || echo "could not install chromium: the browser test will skip"; \
 	else echo "chromium is not installed (as root: apt-get install chromium): the browser test will skip"; fi
 
+# Tiers in order: unit and parity tests, the notebooks in smoke mode, then the 2-process DDP run.
+# MARK narrows the pytest tiers by marker, e.g. `make test MARK="not foundation"`.
+MARK ?=
+AND_MARK := $(if $(MARK), and ($(MARK)),)
 test: $(STAMP) chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not ddp$(AND_MARK)" $(PYTEST_ARGS)
 	$(NBVAL) $(NOTEBOOK_ARGS) notebooks/
+	$(PY) -m pytest -m "ddp$(AND_MARK)" $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -m "not parity" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not parity and not ddp" $(PYTEST_ARGS)
 
 test-parity: $(STAMP)
 	$(PY) -m pytest -m parity $(PYTEST_ARGS)
 
 test-notebooks: $(STAMP)
 	$(NBVAL) $(NOTEBOOK_ARGS) notebooks/
+
+test-ddp: $(STAMP)
+	$(PY) -m pytest -m ddp $(PYTEST_ARGS)
+
+# The instructor's headline job: stages 1 -> 2 -> 3 on the tiny hybrid model, then the evaluation table.
+# A finished stage is reused when the command runs again; `make demo DEMO_OUT=runs/demo2` starts afresh.
+DEMO_OUT ?= runs/demo
+DEMO_ARGS ?=
+demo: $(STAMP)
+	$(VENV)/bin/dsvl-lab pipeline --preset dsvl-tiny-hybrid --out $(DEMO_OUT) $(DEMO_ARGS)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) notebooks/

@@ -335,6 +335,12 @@ def test_smoke_pipeline_runs_three_checked_stages_and_reports(tmp_path):
     vl = report["stages"][-1]["evaluation"]["vl"]
     assert set(vl) == {f"{f}/{d}" for f in ("chart", "ocr", "doc", "screen", "scene") for d in ("coarse", "fine")}
     assert all(0 < score["chance"] < 1 and not math.isnan(score["option_accuracy"]) for score in vl.values())
+    # Running the same command again reuses the finished stages: same report, weights not rewritten.
+    written = {stage: (tmp_path / stage / "model" / "model.safetensors").stat().st_mtime_ns for stage in STAGE_NAMES}
+    again = run_pipeline(PRESET, tmp_path, smoke=True, progress=False, num_workers=0)
+    assert again["stages"] == report["stages"]
+    assert written == {stage: (tmp_path / stage / "model" / "model.safetensors").stat().st_mtime_ns
+                       for stage in STAGE_NAMES}
 
 
 # ============================================================================ distributed

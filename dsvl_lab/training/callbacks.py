@@ -121,13 +121,18 @@ class StageEvaluation(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.every_n_steps and step % self.every_n_steps == 0 and step < trainer.max_steps:
-            metrics = flat_metrics(self._evaluate(trainer, pl_module))
-            pl_module.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
+            self._log(trainer, self._evaluate(trainer, pl_module))
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.final = self._evaluate(trainer, pl_module)
-        for logger in trainer.loggers:
-            logger.log_metrics(flat_metrics(self.final), step=trainer.global_step)
+        self._log(trainer, self.final)
+
+    @staticmethod
+    def _log(trainer, result: dict) -> None:
+        # Straight to the loggers, once: self.log() would repeat the values on every later row.
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(flat_metrics(result), step=trainer.global_step)
 
 
 # ============================================================================ NaN / inf guard

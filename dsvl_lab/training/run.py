@@ -146,13 +146,34 @@ def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bo
     report = {"preset": preset, "smoke": smoke, "stages": []}
     previous: Path | None = None
     for spec in specs:
-        print(f"\n=== {spec.name}: {spec.steps} steps, training {', '.join(spec.trainable)} ===", flush=True)
-        run = run_stage(preset, spec, out / spec.name, start=previous, progress=progress, eval_samples=eval_samples,
-                        language_eval=not smoke, **stage_options)
-        report["stages"].append(stage_entry(run, spec))
+        finished = finished_stage(out / spec.name, spec, preset)
+        if finished is not None:
+            print(f"\n=== {spec.name}: already finished in {out / spec.name} (same stage spec); reusing it ===")
+            report["stages"].append(finished)
+        else:
+            print(f"\n=== {spec.name}: {spec.steps} steps, training {', '.join(spec.trainable)} ===", flush=True)
+            run = run_stage(preset, spec, out / spec.name, start=previous, progress=progress,
+                            eval_samples=eval_samples, language_eval=not smoke, **stage_options)
+            report["stages"].append(stage_entry(run, spec))
         write_report(out, report)
-        previous = run.folder
+        previous = out / spec.name
     return report
+
+
+def finished_stage(folder: Path, spec: StageSpec, preset: str) -> dict | None:
+    """The report entry of a stage already finished in ``folder`` with the same spec, else None."""
+    import json
+
+    from .handoff import read_card
+
+    card = read_card(folder / "model")
+    same = card is not None and card.get("preset") == preset and \
+        card.get("spec") == json.loads(json.dumps(spec.to_dict()))
+    if not same:
+        return None
+    report = folder.parent / "report.json"
+    earlier = json.loads(report.read_text())["stages"] if report.is_file() else []
+    return next((entry for entry in earlier if entry["name"] == spec.name), None)
 
 
 def stage_entry(run: StageRun, spec: StageSpec) -> dict:
