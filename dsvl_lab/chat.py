@@ -84,7 +84,7 @@ def resolve_model_folder(path: str | Path) -> tuple[Path, str]:
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` or "auto": CUDA if present, else Apple MPS, else CPU (never a hard-coded ``.cuda()``)."""
+    """``None`` or "auto": CUDA if present, else Apple MPS, else CPU (never a device hard-coded into the code)."""
     if device not in (None, "auto"):
         return checked_device(device)
     if torch.cuda.is_available():

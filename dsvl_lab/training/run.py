@@ -104,12 +104,21 @@ def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | 
     export: StageExport = callbacks["export"]
     return StageRun(spec.name, out, export.folder or out / "model", trainer.global_step, time.perf_counter() - started,
                     resumed, callbacks["evaluation"].final, callbacks["audit"].report,
-                    throughput_summary(trainer, module))
+                    throughput_summary(out, module))
 
 
-def throughput_summary(trainer: L.Trainer, module: DSVLLitModule) -> dict:
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train|")}
-    return {"flops_per_batch": getattr(module, "flops_per_batch", None), **metrics}
+def throughput_summary(out: Path, module: DSVLLitModule) -> dict:
+    """FLOPs per batch and the last window's samples/s, FLOP/s and MFU (from the CSV log)."""
+    import csv
+
+    summary: dict = {"flops_per_batch": getattr(module, "flops_per_batch", None)}
+    log = out / "logs" / "metrics.csv"
+    if log.is_file():
+        rows = [row for row in csv.DictReader(log.open()) if row.get("train/device/mfu")]
+        if rows:  # ThroughputMonitor logs train/device/{samples,flops}_per_sec and train/device/mfu
+            summary.update({key.removeprefix("train/device/"): float(rows[-1][key])
+                            for key in ("train/device/samples_per_sec", "train/device/flops_per_sec", "train/device/mfu")})
+    return summary
 
 
 # ============================================================================ the pipeline
@@ -144,9 +153,10 @@ def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bo
     specs = list(stages) if stages is not None else pipeline_specs(preset, smoke)
     eval_samples = eval_samples or (2 if smoke else 20)
     report = {"preset": preset, "smoke": smoke, "stages": []}
+    earlier = earlier_entries(out)  # read before this run rewrites report.json
     previous: Path | None = None
     for spec in specs:
-        finished = finished_stage(out / spec.name, spec, preset)
+        finished = finished_stage(out / spec.name, spec, preset, earlier)
         if finished is not None:
             print(f"\n=== {spec.name}: already finished in {out / spec.name} (same stage spec); reusing it ===")
             report["stages"].append(finished)
@@ -160,7 +170,15 @@ def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bo
     return report
 
 
-def finished_stage(folder: Path, spec: StageSpec, preset: str) -> dict | None:
+def earlier_entries(out: Path) -> dict[str, dict]:
+    """Stage entries of an earlier report in ``out``, by stage name."""
+    import json
+
+    report = out / "report.json"
+    return {entry["name"]: entry for entry in json.loads(report.read_text())["stages"]} if report.is_file() else {}
+
+
+def finished_stage(folder: Path, spec: StageSpec, preset: str, earlier: dict[str, dict]) -> dict | None:
     """The report entry of a stage already finished in ``folder`` with the same spec, else None."""
     import json
 
@@ -169,11 +187,7 @@ def finished_stage(folder: Path, spec: StageSpec, preset: str) -> dict | None:
     card = read_card(folder / "model")
     same = card is not None and card.get("preset") == preset and \
         card.get("spec") == json.loads(json.dumps(spec.to_dict()))
-    if not same:
-        return None
-    report = folder.parent / "report.json"
-    earlier = json.loads(report.read_text())["stages"] if report.is_file() else []
-    return next((entry for entry in earlier if entry["name"] == spec.name), None)
+    return earlier.get(spec.name) if same else None
 
 
 def stage_entry(run: StageRun, spec: StageSpec) -> dict:
