@@ -93,6 +93,9 @@ def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | 
     """Train one stage into ``out``; resumes from ``out/checkpoints/last.ckpt`` when it exists."""
     spec = spec if isinstance(spec, StageSpec) else stage_spec(spec)
     out = Path(out)
+    # The fresh parts (the aligner in stage 1) and everything else random start from the stage's seed,
+    # so the same command gives the same weights (on CPU, with the same thread count).
+    L.seed_everything(spec.data.seed, workers=True, verbose=False)
     module = DSVLLitModule(preset, spec, start=str(start) if start else None)  # checks the hand-off first
     data = DSVLDataModule(module.config, spec.data, total_steps=spec.steps, num_workers=num_workers)
     callbacks = stage_callbacks(out, spec, eval_every, eval_samples, checkpoint_every, language_eval, throughput)
