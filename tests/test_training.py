@@ -367,3 +367,14 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     card = json.loads((out / "model" / "stage.json").read_text())
     assert card["world_size"] == 2 and card["strategy"] == "DDPStrategy" and card["steps"] == 3
     assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_stage_resumed_at_its_last_step_still_reports_its_evaluation(tmp_path):
+    import shutil
+
+    options = dict(progress=False, eval_samples=1, language_eval=False, throughput=False, num_workers=0)
+    first = run_stage(PRESET, micro_stage("stage1_adaptor", steps=2), tmp_path, checkpoint_every=2, **options)
+    shutil.rmtree(tmp_path / "model")  # as if killed during the final evaluation, before the hand-off
+    again = run_stage(PRESET, micro_stage("stage1_adaptor", steps=2), tmp_path, checkpoint_every=2, **options)
+    assert again.resumed and again.evaluation == first.evaluation
+    assert json.loads((tmp_path / "model" / "stage.json").read_text())["evaluation"] == first.evaluation

@@ -127,6 +127,12 @@ class StageEvaluation(L.Callback):
         self.final = self._evaluate(trainer, pl_module)
         self._log(trainer, self.final)
 
+    def on_fit_end(self, trainer, pl_module) -> None:
+        # A run resumed from a checkpoint already at its last step trains nothing and skips
+        # on_train_end; the stage still needs its evaluation for the hand-off card and the report.
+        if self.final is None:
+            self.final = self._evaluate(trainer, pl_module)
+
     @staticmethod
     def _log(trainer, result: dict) -> None:
         # Straight to the loggers, once: self.log() would repeat the values on every later row.
