@@ -427,8 +427,9 @@ def trace_source_model(args):
     if bool(args.model) == bool(args.preset):
         raise CLIError("give exactly one of --model DIR (a save_pretrained folder) and --preset NAME")
     if args.model:
-        folder = existing_folder(args.model)
-        folder = folder / "model" if (folder / "model").is_dir() else folder  # a pipeline stage folder
+        from .training.handoff import model_folder
+
+        folder = model_folder(existing_folder(args.model))  # a pipeline stage folder's model/
         return DSVLModel.from_pretrained(folder), str(folder)
     if args.foundation:
         return DSVLModel.from_foundation(args.preset), f"{args.preset} (foundation weights, fresh aligner)"

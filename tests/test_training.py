@@ -1,6 +1,7 @@
 """Training stages: freeze policy, optimizer groups, hand-off, resume, NaN guard, config errors, CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -87,8 +88,7 @@ def test_no_backward_through_a_frozen_prefix():
         hooks = [vision.low.register_forward_hook(lambda m, i, o: outputs.__setitem__((stage, "low"), o.requires_grad)),
                  vision.high.blocks[-1].register_forward_hook(
                      lambda m, i, o: outputs.__setitem__((stage, "sam_blocks"), o.requires_grad))]
-        data = DSVLDataModule(module.config, module.spec.data.__class__(**{**vars(module.spec.data), "batch_size": 2}),
-                              total_steps=1)
+        data = DSVLDataModule(module.config, dataclasses.replace(module.spec.data, batch_size=2), total_steps=1)
         module(data.train_batches[0]).backward()
         for hook in hooks:
             hook.remove()

@@ -35,7 +35,9 @@ def load_source(source: str):
     folder = Path(source)
     if not folder.is_dir():
         raise FileNotFoundError(f"no model folder {folder}; run the pipeline first (see README, training stages)")
-    return DSVLModel.from_pretrained(folder / "model" if (folder / "model").is_dir() else folder)
+    from ..training.handoff import model_folder
+
+    return DSVLModel.from_pretrained(model_folder(folder))
 
 
 def make_shipped_traces(sources: dict[str, str] | None = None, out_dir: str | Path = TRACES_DIR,

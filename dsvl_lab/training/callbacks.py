@@ -159,7 +159,10 @@ class NonFiniteGuard(L.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         loss = trainer.callback_metrics.get("train/loss")
         bad_loss = loss is not None and not torch.isfinite(loss).all()
-        bad_grads = [n for n, p in pl_module.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        named_grads = [(n, p.grad) for n, p in pl_module.named_parameters() if p.grad is not None]
+        # One device sync for all gradients; the names are looked up only when something is wrong.
+        grads_finite = not named_grads or bool(torch.stack([torch.isfinite(g).all() for _, g in named_grads]).all())
+        bad_grads = [] if grads_finite else [n for n, g in named_grads if not torch.isfinite(g).all()]
         if bad_loss or bad_grads:
             what = f"the loss is {float(loss)}" if bad_loss else f"gradients of {len(bad_grads)} tensors are not finite (e.g. {bad_grads[0]})"
             last = Path(self.checkpoint_dir) / "last.ckpt" if self.checkpoint_dir else None

@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from ..data.datamodule import DSVLDataModule
 from .module import DSVLLitModule
-from .spec import StageSpec, stage_spec
+from .spec import StageSpec, as_stage_spec
 
 
 class StageDataModule(DSVLDataModule):
@@ -28,7 +28,7 @@ class StageDataModule(DSVLDataModule):
 
     def __init__(self, preset: str = "dsvl-tiny-hybrid", stage: StageSpec | str = "stage1_adaptor",
                  scale: str = "mini", num_workers: int = 1, val_batches: int = 2) -> None:
-        spec = stage if isinstance(stage, StageSpec) else stage_spec(stage, scale)
+        spec = as_stage_spec(stage, scale)
         super().__init__(preset, spec.data, total_steps=spec.steps, num_workers=num_workers, val_batches=val_batches)
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..config import DSVLConfig
 from ..model import DSVLModel
-from .spec import GROUPS, StageSpec, stage_spec
+from .spec import GROUPS, StageSpec, as_stage_spec
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "labels")
 
@@ -97,7 +97,7 @@ class DSVLLitModule(L.LightningModule):
     def __init__(self, preset: str = "dsvl-tiny-hybrid", stage: StageSpec | str = "stage1_adaptor",
                  scale: str = "mini", start: str | None = None) -> None:
         super().__init__()
-        self.spec = stage if isinstance(stage, StageSpec) else stage_spec(stage, scale)
+        self.spec = as_stage_spec(stage, scale)
         self.preset = preset
         self.config = DSVLConfig.from_name(preset)  # an unknown preset fails here, before anything trains
         self.start = start

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Sequence
 
 import lightning as L
-import torch
 
 from ..data.datamodule import DSVLDataModule, MixtureLogger
 from .callbacks import FlopsThroughput, FreezeAudit, NonFiniteGuard, StageEvaluation, StageExport
 from .module import DSVLLitModule
-from .spec import STAGE_NAMES, StageSpec, stage_spec
+from .spec import STAGE_NAMES, StageSpec, as_stage_spec, stage_spec
 
 SMOKE_STEPS = 3
 
@@ -91,7 +90,7 @@ def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | 
               extra_callbacks: Sequence[L.Callback] = (), language_eval: bool = True, throughput: bool = True,
               num_workers: int = 1, **trainer_options) -> StageRun:
     """Train one stage into ``out``; resumes from ``out/checkpoints/last.ckpt`` when it exists."""
-    spec = spec if isinstance(spec, StageSpec) else stage_spec(spec)
+    spec = as_stage_spec(spec)
     out = Path(out)
     # The fresh parts (the aligner in stage 1) and everything else random start from the stage's seed,
     # so the same command gives the same weights (on CPU, with the same thread count).
@@ -200,10 +199,3 @@ def stage_entry(run: StageRun, spec: StageSpec) -> dict:
             "model_folder": str(run.model_folder), "evaluation": run.evaluation,
             "frozen_unchanged": run.freeze_audit.get("frozen_unchanged"), "throughput": run.throughput,
             "spec": dataclasses.asdict(spec)}
-
-
-def set_determinism(seed: int = 0, threads: int | None = None) -> None:
-    """Same seed and thread count -> bit-identical CPU runs (the resume test relies on it)."""
-    L.seed_everything(seed, workers=True, verbose=False)
-    if threads:
-        torch.set_num_threads(threads)

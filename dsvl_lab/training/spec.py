@@ -133,9 +133,8 @@ class StageSpec:
               f"must be one of {STARTS + STAGE_NAMES}, got {self.starts_from!r}")
         check(self.prompt_format in PROMPT_FORMATS, "stage.prompt_format",
               f"must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
+        # The mixture's own values (stage.data.language_ratio, ...) are checked by StageData when it is built.
         check(isinstance(self.data, StageData), "stage.data", "must be a StageData (or a mapping of its fields)")
-        check(0.0 <= self.data.language_ratio <= 1.0, "stage.data.language_ratio",
-              f"must be in [0, 1], got {self.data.language_ratio}")
 
     # ------------------------------------------------------------------ derived values
     def lr_of(self, group: str) -> float:
@@ -224,6 +223,11 @@ def mini_stage(name: str, steps: int | None = None) -> StageSpec:
     if name == "stage2_joint":
         data = dataclasses.replace(data, warmup_steps=steps // 4)  # modality warm-up over the first quarter
     return paper.replace(learning_rate=base, steps=steps, warmup_steps=warmup, data=data)
+
+
+def as_stage_spec(stage: StageSpec | str, scale: str = "mini") -> StageSpec:
+    """A StageSpec as given, or the preset of that name at ``scale``."""
+    return stage if isinstance(stage, StageSpec) else stage_spec(stage, scale)
 
 
 def stage_spec(name: str, scale: str = "mini", steps: int | None = None) -> StageSpec:
