@@ -75,6 +75,7 @@ class DSVLDataModule(L.LightningDataModule):
         self.next_step = 0
         self.seen = {"text": 0, "image": 0}
         self._train: StageBatches | None = None
+        self._validation: list[dict] | None = None  # built once: the loader and the FLOP counter both read it
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str | None = None) -> None:
@@ -117,6 +118,8 @@ class DSVLDataModule(L.LightningDataModule):
 
     def validation_batches(self) -> list[dict]:
         """Fixed held-out batches: text from the held-out split, images from evaluation seeds."""
+        if self._validation is not None:
+            return self._validation
         from .corpus import evaluation_texts
         from .stage_data import EVAL_SEED_BASE
 
@@ -127,7 +130,8 @@ class DSVLDataModule(L.LightningDataModule):
         sources = [StageBatches(text_data, train.processor, TextStream(train.processor, evaluation_texts()),
                                 self.val_batches, train.task_image_size),
                    StageBatches(image_data, train.processor, None, self.val_batches, train.task_image_size)]
-        return [source[i] for source in sources for i in range(self.val_batches)]
+        self._validation = [source[i] for source in sources for i in range(self.val_batches)]
+        return self._validation
 
     # ------------------------------------------------------------------ bookkeeping and resume
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
