@@ -85,6 +85,29 @@ def test_sigmoid_loss_matches_its_formula_and_prefers_matched_pairs():
     assert module.sigmoid_loss(images, images) < module.sigmoid_loss(images, images.roll(1, 0))
 
 
+def test_text_views_quote_what_is_written_and_equal_captions_are_positives():
+    assert siglip.text_view('The word "music" in purple letters and the number 24.') == 'Text: "music"'
+    assert siglip.text_view('A Mail window ... orange "Send" and green "Next" buttons.') == 'Text: "Send" "Next"'
+    assert siglip.text_view("Two shapes on a pale background.") is None
+    captions = ['The word "cat" in red.', "A pie chart."] * 50
+    views = siglip.caption_views(captions, share=0.5, seed=0)
+    assert views == siglip.caption_views(captions, share=0.5, seed=0)  # seeded
+    assert 10 < views.count('Text: "cat"') < 40 and views.count("A pie chart.") == 50  # no view: caption kept
+    assert siglip.caption_views(captions, share=0.0, seed=0) == captions
+
+    module = siglip.SigLIPPretraining({"image_size": 32, "patch_size": 8, "width": 32, "depth": 1, "num_heads": 2,
+                                       "mlp_dim": 64}, 4096, dataclasses.asdict(recipe_for("siglip", "tiny", smoke=True)))
+    images = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    texts = images[[0, 0, 2, 3]]  # images 0 and 1 share caption 0
+    same = torch.eye(4, dtype=torch.bool)
+    same[0, 1] = same[1, 0] = True
+    t, b = module.log_temperature.exp(), module.bias
+    expected = sum(-torch.nn.functional.logsigmoid((1 if same[i, j] else -1) * (t * images[i] @ texts[j] + b))
+                   for i in range(4) for j in range(4)) / 4
+    assert torch.allclose(module.sigmoid_loss(images, texts, same), expected, atol=1e-5)
+    assert not torch.allclose(module.sigmoid_loss(images, texts), expected, atol=1e-5)
+
+
 def test_text_tower_ignores_padding():
     tower = siglip.TextTower(vocab_size=50, width=32, depth=2, max_tokens=16).eval()
     ids = torch.randint(4, 50, (1, 6))

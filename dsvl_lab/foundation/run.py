@@ -135,13 +135,20 @@ def _run_siglip(config, processor, recipe, out, watch, progress, callbacks):
     rounded_to_storage(module)
     with watch("evaluate"):
         figures = siglip_part.retrieval_accuracy(module, processor, heldout)
+        figures.update(siglip_part.reading_accuracy(module, processor, heldout))
     families = ", ".join(f"{k[5:]} {v:.2f}" for k, v in figures.items() if k.startswith("top1_"))
     quality = [f"zero-shot image -> caption retrieval among {siglip_part.RETRIEVAL_CANDIDATES} held-out coarse "
                f"candidates: top-1 {figures['top1']:.3f} (chance {figures['chance']:.2f}; bar {SIGLIP_BAR}) over "
-               f"{figures['images']} images", f"per family: {families}"]
+               f"{figures['images']} images", f"per family: {families}",
+               f"reading, zero-shot against text views (chance 0.125 each): the OCR word {figures['read_ocr_word']:.2f}, "
+               f"the left button label of a screen {figures['read_screen_left_label']:.2f}"]
+    share = recipe.extra.get("text_view_share", 0.0)
+    views = (f" For {share:.0%} of them (seeded) the caption is replaced by its text view, the quoted text alone "
+             f"(`Text: \"music\"`), so that matching it needs reading; equal captions in a batch count as matches."
+             if share else "")
     data_text = (f"{recipe.extra['train_pool']:,} coarse task samples (train seeds, families in turn), drawn at "
-                 f"{world} px and shrunk to {low} px with the hybrid model's own antialiased resize; their captions. "
-                 f"Retrieval is measured on {n_heldout} samples from evaluation seeds (never trained on).")
+                 f"{world} px and shrunk to {low} px with the hybrid model's own antialiased resize; their captions."
+                 f"{views} Retrieval is measured on {n_heldout} samples from evaluation seeds (never trained on).")
     what = ("The miniature SigLIP image tower (`vision_model.low`), trained with SigLIP's sigmoid pairwise loss "
             f"against a {recipe.extra['text_depth']}-layer text tower. The text tower and the mean-pool projection "
             "head are thrown away, as DeepSeek-VL drops SigLIP's `attn_pool` head.")
