@@ -322,20 +322,26 @@ def machine_line() -> str:
     return f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores, torch {torch.__version__}"
 
 
-def curve_rows(out: Path) -> list[dict[str, float]]:
-    """The learning-curve rows logged as ``curve/*`` in the CSV log (one row per evaluation)."""
+def read_metrics(out: str | Path) -> list[dict[str, float]]:
+    """A run's CSV log (``out/logs/metrics.csv``) as rows of floats, empty cells dropped; [] if there is none."""
     import csv
 
-    path = out / "logs" / "metrics.csv"
+    path = Path(out) / "logs" / "metrics.csv"
     if not path.is_file():
         return []
-    rows = []
     with path.open() as handle:
-        for row in csv.DictReader(handle):
-            values = {k.split("/", 1)[1]: float(v) for k, v in row.items() if k.startswith("curve/") and v}
-            if values:
-                values["step"] = float(row["step"])
-                rows.append(values)
+        return [{key: float(value) for key, value in row.items() if value not in ("", None)}
+                for row in csv.DictReader(handle)]
+
+
+def curve_rows(out: Path) -> list[dict[str, float]]:
+    """The learning-curve rows logged as ``curve/*`` in the CSV log (one row per evaluation)."""
+    rows = []
+    for row in read_metrics(out):
+        values = {k.split("/", 1)[1]: v for k, v in row.items() if k.startswith("curve/")}
+        if values:
+            values["step"] = row["step"]
+            rows.append(values)
     return rows
 
 

@@ -5,19 +5,11 @@ Used by ``notebooks/05_training_stages.ipynb``; everything reads the run folder 
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
+from ..foundation.common import read_metrics
+
 SERIES = {"train/loss_text": "text batches", "train/loss_vl": "image batches"}
-
-
-def read_log(stage_folder: str | Path) -> list[dict[str, float]]:
-    """The stage's CSV log as rows of floats (empty cells dropped)."""
-    rows = []
-    with (Path(stage_folder) / "logs" / "metrics.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            rows.append({key: float(value) for key, value in row.items() if value not in ("", None)})
-    return rows
 
 
 def series(rows: list[dict[str, float]], key: str) -> tuple[list[float], list[float]]:
@@ -34,7 +26,7 @@ def plot_stages(run: str | Path, stages=("stage1_adaptor", "stage2_joint", "stag
     present = [s for s in stages if (run / s / "logs" / "metrics.csv").is_file()]
     fig, axes = plt.subplots(2, len(present), figsize=(3.8 * len(present), 5.2), squeeze=False)
     for column, stage in enumerate(present):
-        rows = read_log(run / stage)
+        rows = read_metrics(run / stage)
         top, bottom = axes[0][column], axes[1][column]
         for key, label in SERIES.items():
             steps, values = series(rows, key)

@@ -111,15 +111,13 @@ def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | 
 
 def throughput_summary(out: Path, module: DSVLLitModule) -> dict:
     """FLOPs per batch and the last window's samples/s, FLOP/s and MFU (from the CSV log)."""
-    import csv
+    from ..foundation.common import read_metrics
 
     summary: dict = {"flops_per_batch": getattr(module, "flops_per_batch", None)}
-    log = out / "logs" / "metrics.csv"
-    if log.is_file():
-        rows = [row for row in csv.DictReader(log.open()) if row.get("train/device/mfu")]
-        if rows:  # ThroughputMonitor logs train/device/{samples,flops}_per_sec and train/device/mfu
-            summary.update({key.removeprefix("train/device/"): float(rows[-1][key])
-                            for key in ("train/device/samples_per_sec", "train/device/flops_per_sec", "train/device/mfu")})
+    rows = [row for row in read_metrics(out) if "train/device/mfu" in row]
+    if rows:  # ThroughputMonitor logs train/device/{samples,flops}_per_sec and train/device/mfu
+        summary.update({key.removeprefix("train/device/"): rows[-1][key]
+                        for key in ("train/device/samples_per_sec", "train/device/flops_per_sec", "train/device/mfu")})
     return summary
 
 
