@@ -549,7 +549,7 @@ def readable_config_error(error: Exception) -> str:
         arg("--preset", default="dsvl-tiny-hybrid", help="model preset (default dsvl-tiny-hybrid)"),
         arg("--out", required=True, help="run folder (created)"),
         arg("--smoke", action="store_true", help="a few steps per stage: checks the pipeline, learns nothing"),
-        arg("--eval-samples", type=int, default=None, help="held-out questions per family and detail (default 20)"),
+        arg("--eval-samples", type=int, default=None, help="held-out questions per family and detail (default 40)"),
         arg("--num-workers", type=int, default=1, help="data loader worker processes (default 1)"),
         arg("--no-progress", action="store_true", help="no progress bars (logs only)"),
     ],

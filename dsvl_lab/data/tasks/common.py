@@ -82,6 +82,11 @@ ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+def pale(name: str) -> tuple[int, int, int]:
+    """A palette colour mixed halfway with white: a highlighter or button tint."""
+    return tuple((c + 255) // 2 for c in PALETTE[name])
+
+
 def light_color(rng: random.Random, low: int = 215) -> tuple[int, int, int]:
     """A random pale background colour (every channel >= low)."""
     return tuple(rng.randint(low, 255) for _ in range(3))

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .common import (COLOR_NAMES, INK, ORDINALS, PALETTE, QA, apply_texture, choose_answer, draw_text,
-                     fit_font, font, options_with, rect_mask, scaled)
+                     fit_font, font, options_with, pale, rect_mask, scaled)
 
 HEADINGS = ("Report", "Invoice", "Agenda", "Budget", "Notes", "Menu", "Summary", "Schedule")
 ITEMS = ("Paper", "Pens", "Coffee", "Chairs", "Lamps", "Tape", "Books", "Cables", "Desks", "Ink")
@@ -26,11 +26,6 @@ BODY_WORDS = ("the", "team", "will", "review", "plan", "for", "next", "week", "a
               "update", "on", "costs", "all", "items", "are", "listed", "below", "with", "prices", "in", "euro")
 PAYMENTS = ("Cash", "Card", "Cheque", "Bank")
 BOX_GREY = (150, 150, 150)  # the boxes' fill; +-50 dither stays inside [0, 255]
-
-
-def _pale(name: str) -> tuple[int, int, int]:
-    """A palette colour mixed halfway with white: a highlighter tint."""
-    return tuple((c + 255) // 2 for c in PALETTE[name])
 
 
 def _body_text(draw: ImageDraw.ImageDraw, rng: random.Random, size: int, x0: int, y0: int, width: int,
@@ -124,7 +119,7 @@ def generate(rng: random.Random, detail: str, size: int, force_answer: str | Non
     highlight = rng.randrange(rows)
     color = rng.choice(COLOR_NAMES)
     bottom, contents = _table(draw, rng, size, margin, table_top, width, rows,
-                              None if fine else highlight, _pale(color))
+                              None if fine else highlight, pale(color))
     meta = {"heading": heading, "rows": contents}
 
     if fine:
