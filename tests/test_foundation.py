@@ -89,6 +89,13 @@ def test_text_views_quote_what_is_written_and_equal_captions_are_positives():
     assert siglip.text_view('The word "music" in purple letters and the number 24.') == 'Text: "music"'
     assert siglip.text_view('A Mail window ... orange "Send" and green "Next" buttons.') == 'Text: "Send" "Next"'
     assert siglip.text_view("Two shapes on a pale background.") is None
+    # A chart has nothing quoted: its view is the leading series, and every chart kind has one.
+    assert siglip.text_view("A bar chart of sales with three bars (A, B, C); the yellow bar (B) is the tallest at 9.") \
+        == "Tallest bar: yellow"
+    assert siglip.text_view("A line chart ...; the red line ends highest and the blue line goes down.") == "Highest line: red"
+    assert siglip.text_view("A pie chart of orders with four slices; the blue slice is the largest.") == "Largest slice: blue"
+    charts = [generate_sample("chart", seed, "coarse", 64).caption for seed in range(12)]
+    assert all(siglip.chart_view(caption) for caption in charts)
     captions = ['The word "cat" in red.', "A pie chart."] * 50
     views = siglip.caption_views(captions, share=0.5, seed=0)
     assert views == siglip.caption_views(captions, share=0.5, seed=0)  # seeded
@@ -179,6 +186,11 @@ def test_a_stopped_run_resumes_to_the_same_weights(tmp_path):
     assert torch.load(tmp_path / "parts" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
     resumed = pretrain("lm", "dsvl-tiny-hybrid", tmp_path / "parts", smoke=True, progress=False)
     assert resumed["export"]["tensor_sha256"] == whole["export"]["tensor_sha256"]
+    # Run again on the finished run (as `--ship` after the fact does): the card keeps the time already
+    # spent and adds the re-measuring, instead of reporting the re-measuring alone.
+    again = pretrain("lm", "dsvl-tiny-hybrid", tmp_path / "parts", smoke=True, progress=False)
+    assert all(again["wall_time_s"][phase] >= seconds for phase, seconds in resumed["wall_time_s"].items())
+    assert again["wall_time_total_s"] > resumed["wall_time_total_s"]
 
 
 def test_resuming_with_another_recipe_is_refused(tmp_path):

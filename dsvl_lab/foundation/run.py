@@ -8,6 +8,7 @@ into ``data_samples/foundation/<size>/`` (``ship=True``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,14 @@ def recipe_for(part: str, size: str, smoke: bool = False, **overrides: Any) -> R
     return recipe
 
 
+def earlier_wall_times(card_path: Path, recipe: Recipe) -> dict[str, float]:
+    """Phase times of an earlier card of the same run (same recipe) in the run folder, else none."""
+    if not card_path.is_file():
+        return {}
+    card = json.loads(card_path.read_text())
+    return dict(card.get("wall_time_s", {})) if card.get("recipe") == json.loads(json.dumps(dataclasses.asdict(recipe))) else {}
+
+
 def pretrain(part: str, preset: str, out: str | Path, smoke: bool = False, ship_to: Path | None = None,
              progress: bool = True, command: str | None = None, callbacks: tuple = (),
              **overrides: Any) -> dict[str, Any]:
@@ -63,6 +72,10 @@ def pretrain(part: str, preset: str, out: str | Path, smoke: bool = False, ship_
     config = reference_config(size)
     processor = DSVLProcessor.from_config(config)
     watch = Stopwatch()
+    # Running the command again on a finished or interrupted run resumes it (and re-measures): the card
+    # then counts the earlier invocations' time too, not only this one's (shipping a finished run used to
+    # record the minute or so of re-measuring as the part's pretraining time).
+    watch.times.update(earlier_wall_times(out / f"{part}.json", recipe))
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     runner = {"lm": _run_lm, "siglip": _run_siglip, "sam": _run_sam}[part]
     module, figures, quality, data_text, what = runner(config, processor, recipe, out, watch, progress, tuple(callbacks))
@@ -144,7 +157,8 @@ def _run_siglip(config, processor, recipe, out, watch, progress, callbacks):
                f"the left button label of a screen {figures['read_screen_left_label']:.2f}"]
     share = recipe.extra.get("text_view_share", 0.0)
     views = (f" For {share:.0%} of them (seeded) the caption is replaced by its text view, the quoted text alone "
-             f"(`Text: \"music\"`), so that matching it needs reading; equal captions in a batch count as matches."
+             f"(`Text: \"music\"`) or, for a chart, its leading series (`Tallest bar: yellow`), so that matching it "
+             f"needs reading or comparing; equal captions in a batch count as matches."
              if share else "")
     data_text = (f"{recipe.extra['train_pool']:,} coarse task samples (train seeds, families in turn), drawn at "
                  f"{world} px and shrunk to {low} px with the hybrid model's own antialiased resize; their captions."

@@ -35,13 +35,14 @@ from .common import (Recipe, StepDataModule, adamw_with_schedule, epoch_batch, l
 RECIPES = {
     # Reading, zero-shot against text views (chance 0.125): the tower trained on the task world before
     # coarse text was redrawn for tiny models (2026-11-29, see data/tasks/ocr.py) named the OCR word of
-    # held-out images 0.13 of the time and the left button label 0.10; retrained on today's world with
-    # this recipe (15.6 min, shipped): 0.90 and 0.31, retrieval top-1 0.940. Opt-in:
-    # extra["text_view_share"] (see text_view()); on the earlier world, 0.5 gave reading 0.31 / 0.51 at
-    # retrieval 0.846 and no better `make demo`, so it stays off.
+    # held-out images 0.13 of the time and the left button label 0.10. Retrained on today's world
+    # (2026-11-29, 2 cores): without views 0.90 / 0.31, retrieval top-1 0.940, 15.6 min, and `make demo`
+    # stage 3 coarse chart 0.53, ocr 1.00, doc 1.00, screen 0.80, scene 0.88; with half the captions
+    # replaced by their text or chart views (text_view(), shipped) 1.00 / 0.79, retrieval 0.886,
+    # 16.3 min, and chart 0.57, ocr 1.00, doc 1.00, screen 1.00, scene 0.80 (40 questions each).
     "tiny": Recipe(steps=1500, batch_size=128, lr=1e-3, warmup_steps=100, val_every=150,
                    extra={"train_pool": 24000, "text_width": 128, "text_depth": 3, "embed_dim": 128,
-                          "max_caption_tokens": 64}),
+                          "max_caption_tokens": 64, "text_view_share": 0.5}),
     # small: 1.9 s a step at batch 128 (4x tiny); batch 64 and 800 steps (about 14 min) fit this session.
     "small": Recipe(steps=800, batch_size=64, lr=7e-4, warmup_steps=60, val_every=100,
                     extra={"train_pool": 16000, "text_width": 192, "text_depth": 3, "embed_dim": 192,
@@ -82,7 +83,8 @@ QUOTED = re.compile(r'"([^"]+)"')
 
 
 def text_view(caption: str) -> str | None:
-    """What is written in the image, in reading order: ``'Text: "music"'``; None if nothing is quoted.
+    """What is written in the image, in reading order: ``'Text: "music"'``; a chart's leader when nothing
+    is quoted (``chart_view``); else None.
 
     Real SigLIP reads text because much of its web alt-text *is* the text in the picture. Our full
     captions also quote the words, but next to colours and numbers that already tell two images apart,
@@ -90,7 +92,26 @@ def text_view(caption: str) -> str | None:
     without reading them. (Captions quote exactly the text drawn: OCR words, doc headings, button labels.)
     """
     words = QUOTED.findall(caption)
-    return "Text: " + " ".join(f'"{word}"' for word in words) if words else None
+    if words:
+        return "Text: " + " ".join(f'"{word}"' for word in words)
+    return chart_view(caption)
+
+
+# "the yellow bar (Wed) is the tallest", "the red line ends highest", "the blue slice is the largest"
+CHART_LEADER = re.compile(r"the (\w+) (bar|line|slice)\b[^;.]*?(is the tallest|ends highest|is the largest)")
+LEADER_VIEW = {"bar": "Tallest bar", "line": "Highest line", "slice": "Largest slice"}
+
+
+def chart_view(caption: str) -> str | None:
+    """A chart's leader alone: ``'Tallest bar: yellow'``; None for other captions.
+
+    The text view's twin for charts: which series leads is one fact among the chart type, title,
+    categories and colours of a full caption, which already tell two charts apart, so contrastive
+    training can ignore it; a caption that holds only the leader cannot be matched without comparing
+    the bars, lines or slices.
+    """
+    match = CHART_LEADER.search(caption)
+    return f"{LEADER_VIEW[match.group(2)]}: {match.group(1)}" if match else None
 
 
 def caption_views(captions: list[str], share: float, seed: int) -> list[str]:
