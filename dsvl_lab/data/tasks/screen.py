@@ -1,9 +1,9 @@
 """Screen family: UI-like screenshots with a title bar, a side menu, an input field or options, buttons.
 
 Coarse: two big buttons at the bottom, each tinted in a named colour with a border of that colour
-and a short dark bold label (a seventh of the screen high or more), a side menu of four items with one highlighted, an input field. Questions: what the left
-button says, what the <colour> button says, what colour the <label> button is, which menu item
-is selected.
+and a short dark bold label (an eighth of the screen high or more), a side menu of four items with
+one highlighted, an input field. Questions: what the left button says, what the <colour> button
+says, what colour the <label> button is, which menu item is selected.
 
 Fine: the input field is replaced by a radio group "Theme: Light / Dark / Auto / System" at fixed
 rows. The selected radio button's dot is a 1-pixel checkerboard, the others flat grey of the same
