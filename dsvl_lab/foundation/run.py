@@ -75,7 +75,8 @@ def pretrain(part: str, preset: str, out: str | Path, smoke: bool = False, ship_
     # Running the command again on a finished or interrupted run resumes it (and re-measures): the card
     # then counts the earlier invocations' time too, not only this one's (shipping a finished run used to
     # record the minute or so of re-measuring as the part's pretraining time).
-    watch.times.update(earlier_wall_times(out / f"{part}.json", recipe))
+    if (out / "checkpoints" / "last.ckpt").is_file():  # a resume, not a fresh start over an old card
+        watch.times.update(earlier_wall_times(out / f"{part}.json", recipe))
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     runner = {"lm": _run_lm, "siglip": _run_siglip, "sam": _run_sam}[part]
     module, figures, quality, data_text, what = runner(config, processor, recipe, out, watch, progress, tuple(callbacks))
