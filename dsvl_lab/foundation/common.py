@@ -218,9 +218,14 @@ def make_trainer(out: Path, recipe: Recipe, callbacks: Sequence[L.Callback] = ()
                      deterministic=False)
 
 
+def last_checkpoint(out: Path) -> Path:
+    """Where a run in ``out`` keeps the checkpoint it resumes from."""
+    return out / "checkpoints" / "last.ckpt"
+
+
 def fit_resumable(trainer: L.Trainer, module: L.LightningModule, data: StepDataModule, out: Path) -> bool:
     """Fit, continuing from ``out/checkpoints/last.ckpt`` when one exists. Returns True if it resumed."""
-    last = out / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(out)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     return last.is_file()
 

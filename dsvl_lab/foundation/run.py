@@ -21,8 +21,8 @@ from . import lm as lm_part
 from . import sam as sam_part
 from . import siglip as siglip_part
 from .common import (FOUNDATION_DIR, PARTS, FoundationError, Recipe, Stopwatch, card_markdown, curve_rows,
-                     export_part, fit_resumable, machine_line, make_trainer, plot_curve, reference_config,
-                     rounded_to_storage, ship, size_of, write_card)
+                     export_part, fit_resumable, last_checkpoint, machine_line, make_trainer, plot_curve,
+                     read_card, reference_config, rounded_to_storage, ship, size_of, write_card)
 
 RECIPES = {"lm": lm_part.RECIPES, "siglip": siglip_part.RECIPES, "sam": sam_part.RECIPES}
 LM_BARS = {"unigram_ratio": 3.0, "cloze_points_above_chance": 20.0}
@@ -50,12 +50,13 @@ def recipe_for(part: str, size: str, smoke: bool = False, **overrides: Any) -> R
     return recipe
 
 
-def earlier_wall_times(card_path: Path, recipe: Recipe) -> dict[str, float]:
-    """Phase times of an earlier card of the same run (same recipe) in the run folder, else none."""
-    if not card_path.is_file():
+def earlier_wall_times(out: Path, part: str, recipe: Recipe) -> dict[str, float]:
+    """Phase times of the card an earlier invocation of the same run (same recipe) left in ``out``, else none."""
+    if not (out / f"{part}.json").is_file():
         return {}
-    card = json.loads(card_path.read_text())
-    return dict(card.get("wall_time_s", {})) if card.get("recipe") == json.loads(json.dumps(dataclasses.asdict(recipe))) else {}
+    card = read_card(out, part)
+    same_recipe = card.get("recipe") == json.loads(json.dumps(dataclasses.asdict(recipe)))  # tuples -> lists
+    return dict(card.get("wall_time_s", {})) if same_recipe else {}
 
 
 def pretrain(part: str, preset: str, out: str | Path, smoke: bool = False, ship_to: Path | None = None,
@@ -75,8 +76,8 @@ def pretrain(part: str, preset: str, out: str | Path, smoke: bool = False, ship_
     # Running the command again on a finished or interrupted run resumes it (and re-measures): the card
     # then counts the earlier invocations' time too, not only this one's (shipping a finished run used to
     # record the minute or so of re-measuring as the part's pretraining time).
-    if (out / "checkpoints" / "last.ckpt").is_file():  # a resume, not a fresh start over an old card
-        watch.times.update(earlier_wall_times(out / f"{part}.json", recipe))
+    if last_checkpoint(out).is_file():  # a resume, not a fresh start over an old card
+        watch.times.update(earlier_wall_times(out, part, recipe))
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     runner = {"lm": _run_lm, "siglip": _run_siglip, "sam": _run_sam}[part]
     module, figures, quality, data_text, what = runner(config, processor, recipe, out, watch, progress, tuple(callbacks))
@@ -226,7 +227,7 @@ def load_shipped(module: torch.nn.Module, part: str, size: str, root: str | Path
 
     The file is checked against the checksum its card records; smoke results are refused.
     """
-    from .common import load_part_weights, read_card
+    from .common import load_part_weights
 
     folder = Path(root) if root is not None else FOUNDATION_DIR / size
     card = read_card(folder, part)
@@ -271,8 +272,6 @@ def shipped_encoders(size: str, root: str | Path | None = None):
 
 def shipped_contrastive_siglip(size: str, root: str | Path | None = None) -> siglip_part.SigLIPPretraining:
     """The whole SigLIP pretraining module (tower and the shipped text side), for re-measuring retrieval."""
-    from .common import read_card
-
     config = reference_config(size)
     recipe = read_card(Path(root) if root is not None else FOUNDATION_DIR / size, "siglip")["recipe"]
     module = siglip_part.SigLIPPretraining(dataclasses.asdict(config.siglip), config.llm.vocab_size, recipe)
