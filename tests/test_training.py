@@ -17,7 +17,7 @@ from dsvl_lab.model import DSVLModel
 from dsvl_lab.training import (GROUPS, STAGE_NAMES, DSVLLitModule, HandoffError, StageConfigError, group_of,
                                paper_stage, run_pipeline, run_stage, stage_spec, write_stage_output)
 from dsvl_lab.training.callbacks import NonFiniteLoss
-from dsvl_lab.training.report import markdown
+from dsvl_lab.training.report import learning_rates, markdown
 
 PRESET = "dsvl-micro-hybrid"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -109,6 +109,19 @@ def test_paper_presets_hold_table_4():
     assert "vision_model.low" in s3.trainable and "vision_model.high" not in s3.trainable
     assert s2.data.language_ratio == 0.7 and s2.data.warmup_steps > 0 and s2.data.group_by_modality
     assert s3.prompt_format == "chat"
+
+
+def test_mini_sft_trains_the_siglip_tower_slower_and_the_report_says_so():
+    spec = stage_spec("stage3_sft")
+    assert spec.lr_of("vision_model.low") == pytest.approx(spec.learning_rate / 10)
+    assert spec.lr_of("language_model") == spec.learning_rate
+    assert paper_stage("stage3_sft").group_learning_rates == {}  # the paper: one rate for every group
+    module = DSVLLitModule(PRESET, micro_stage("stage3_sft"))
+    module.configure_model()
+    rates = {g["name"].split("/")[0]: g["lr"] for g in module.parameter_groups()}
+    assert rates["vision_model.low"] == pytest.approx(rates["language_model"] / 10)
+    entry = {"learning_rate": spec.learning_rate, "spec": {"group_learning_rates": spec.group_learning_rates}}
+    assert learning_rates(entry) == "0.0005 (vision_model.low 5e-05)"
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "step", "constant"])

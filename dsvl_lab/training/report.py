@@ -66,10 +66,17 @@ def markdown(report: dict) -> str:
         rate = f"{speed['samples_per_sec']:.1f}" if "samples_per_sec" in speed else "-"
         mfu = f"{speed['mfu']:.2f}" if "mfu" in speed else "-"
         lines.append(f"| {s['name']} | {s['steps']} | {s['seconds']} | {rate} | {mfu} | {', '.join(s['trainable'])} | "
-                     f"{s['learning_rate']:g} | {s['language_ratio']} | {s['frozen_unchanged']} |")
+                     f"{learning_rates(s)} | {s['language_ratio']} | {s['frozen_unchanged']} |")
     lines += ["", "MFU: FLOPs of a step (torch's FLOP counter, measured once per modality) per second, over the "
                   "device's peak (on a CPU: a bf16 matmul measured at the start of the stage)."]
     return "\n".join(lines) + "\n"
+
+
+def learning_rates(stage: dict) -> str:
+    """The stage's peak rate, then any group's own: ``0.0005 (vision_model.low 5e-05)``."""
+    groups = (stage.get("spec") or {}).get("group_learning_rates") or {}
+    own = ", ".join(f"{group} {rate:g}" for group, rate in groups.items())
+    return f"{stage['learning_rate']:g}" + (f" ({own})" if own else "")
 
 
 def write_report(out: str | Path, report: dict) -> None:
