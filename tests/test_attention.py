@@ -339,3 +339,15 @@ def test_trace_command_errors(tmp_path, capsys):
     assert main(["trace", "--preset", "dsvl-micro-hybrid", "--budget-gb", "1e-6", "--out", str(tmp_path / "x")]) == 2
     assert "over the budget" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_shipped_foundation_trace_source_is_reproducible():
+    """The foundation model's aligner is fresh: the shipped-trace loader seeds it, leaving the global RNG alone."""
+    from dsvl_lab.inspection.shipped_traces import load_source
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first, second = (load_source("foundation:dsvl-tiny-hybrid") for _ in range(2))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for (name, a), (_, b) in zip(first.aligner.named_parameters(), second.aligner.named_parameters()):
+        assert torch.equal(a, b), name

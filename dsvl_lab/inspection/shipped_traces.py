@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from .attention_trace import AttentionTrace, trace_task
 
 TRACES_DIR = Path(__file__).resolve().parents[2] / "data_samples" / "traces"
@@ -31,7 +33,11 @@ def load_source(source: str):
     from ..model import DSVLModel
 
     if source.startswith("foundation:"):
-        return DSVLModel.from_foundation(source.split(":", 1)[1])
+        # The foundation model's aligner is freshly initialised: a fixed seed makes the shipped
+        # foundation trace the same file on every run (it was not, before 2026-11-29).
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return DSVLModel.from_foundation(source.split(":", 1)[1])
     folder = Path(source)
     if not folder.is_dir():
         raise FileNotFoundError(f"no model folder {folder}; run the pipeline first (see README, training stages)")
