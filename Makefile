@@ -25,7 +25,7 @@ help:
 	@echo "make test    set up .venv if needed and run the whole test suite"
 	@echo "make lab     set up .venv if needed and start JupyterLab on notebooks/"
 	@echo "make test-unit | test-parity | test-notebooks | test-ddp   one tier only"
-	@echo "make demo    the three training stages on dsvl-tiny-hybrid (about 8 min on 2 cores), then the table"
+	@echo "make demo    the three training stages on dsvl-tiny-hybrid (about 7.5 min on 2 cores), then the table"
 	@echo "make clean   remove .venv and caches"
 
 $(PY):
