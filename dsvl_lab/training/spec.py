@@ -234,7 +234,8 @@ def mini_stage(name: str, steps: int | None = None) -> StageSpec:
     data = dataclasses.replace(STAGE_DATA_PRESETS[name], batch_size=16, seq_len=256)
     if name == "stage2_joint":
         data = dataclasses.replace(data, warmup_steps=steps // 4)  # modality warm-up over the first quarter
-    groups = {"vision_model.low": base * MINI_SIGLIP_SFT_FACTOR} if name == "stage3_sft" else {}
+    # The pretrained SigLIP tower trains slower wherever a stage trains it (in the paper's recipe: stage 3).
+    groups = {"vision_model.low": base * MINI_SIGLIP_SFT_FACTOR} if "vision_model.low" in paper.trainable else {}
     return paper.replace(learning_rate=base, steps=steps, warmup_steps=warmup, data=data, group_learning_rates=groups)
 
 

@@ -54,11 +54,13 @@ def _background(rng: random.Random, size: int, kind: str) -> np.ndarray:
 WORD_FACES = ("sans-bold", "serif-bold")  # the big word's faces (the number line uses all six)
 
 
-def _draw_line(draw: ImageDraw.ImageDraw, rng: random.Random | None, text: str, face_name: str, box, color) -> None:
-    """Draw ``text`` as large as ``box`` allows, aligned left, centre or right (``rng=None``: left) inside it."""
+ALIGNMENTS = ("l", "m", "r")  # left, centre, right: PIL anchor letters
+
+
+def _draw_line(draw: ImageDraw.ImageDraw, text: str, face_name: str, box, color, align: str = "l") -> None:
+    """Draw ``text`` as large as ``box`` allows, aligned (one of ``ALIGNMENTS``) inside it."""
     x0, y0, x1, y1 = box
     face = fit_font(text, face_name, x1 - x0, y1 - y0)
-    align = rng.choice(("l", "m", "r")) if rng is not None else "l"
     x = {"l": x0, "m": (x0 + x1) / 2, "r": x1}[align]
     draw_text(draw, (x, (y0 + y1) / 2), text, face, color, anchor=align + "m")
 
@@ -81,13 +83,13 @@ def generate(rng: random.Random, detail: str, size: int, force_answer: str | Non
 
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
-    _draw_line(draw, None, printed, face_name, (margin, margin, size - margin, margin + word_height), PALETTE[color])
+    _draw_line(draw, printed, face_name, (margin, margin, size - margin, margin + word_height), PALETTE[color])
     meta = {"word": word, "printed": printed, "font": face_name, "color": color, "background": background}
 
     if not fine:
         number_color = rng.choice(COLOR_NAMES)
-        _draw_line(draw, rng, number, rng.choice(FONT_NAMES),
-                   (margin, other_y0, size - margin, other_y0 + line_height), PALETTE[number_color])
+        _draw_line(draw, number, rng.choice(FONT_NAMES), (margin, other_y0, size - margin, other_y0 + line_height),
+                   PALETTE[number_color], align=rng.choice(ALIGNMENTS))
         qa = [QA("What word is written in the image?", word, options_with(word, WORDS, rng), kind="read_word",
                  detail="coarse"),
               QA("What number is written in the image?", number, options_with(number, NUMBERS, rng),
