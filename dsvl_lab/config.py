@@ -28,7 +28,11 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 ENCODERS = ("siglip", "sam", "hybrid")
-PROJECTOR_TYPES = ("identity", "linear", "mlp_gelu", "low_high_hybrid_split_mlp_gelu")
+PROJECTOR_TYPES = ("identity", "linear", "mlp_gelu", "low_high_hybrid_split_mlp_gelu",
+                   "low_high_shared_mlp_gelu", "low_high_separate_mlp_gelu")
+# The aligners that take the hybrid tower's (high, low) pair; the first is the release's (paper Table 10:
+# "embedding concat, hybrid MLP"); the others are the table's "shared MLP" and "separate MLP" designs.
+HYBRID_PROJECTOR_TYPES = ("low_high_hybrid_split_mlp_gelu", "low_high_shared_mlp_gelu", "low_high_separate_mlp_gelu")
 
 # Special tokens of the real DeepSeek tokenizer (facts 2.2, 2.7).
 BOS_TOKEN = "<｜begin▁of▁sentence｜>"
@@ -193,10 +197,10 @@ class DSVLConfig:
                 raise ValueError(f"sam.global_attn_indexes {bad} are outside 0..{self.sam.depth - 1}")
             if not self.sam.global_attn_indexes:
                 raise ValueError("sam.global_attn_indexes must name at least one block (the HD branch reads the first)")
-        if self.encoder == "hybrid" and self.aligner.projector_type != "low_high_hybrid_split_mlp_gelu":
-            raise ValueError("the hybrid encoder needs aligner.projector_type='low_high_hybrid_split_mlp_gelu'")
-        if self.encoder != "hybrid" and self.aligner.projector_type == "low_high_hybrid_split_mlp_gelu":
-            raise ValueError("the hybrid split aligner needs encoder='hybrid'")
+        if self.encoder == "hybrid" and self.aligner.projector_type not in HYBRID_PROJECTOR_TYPES:
+            raise ValueError(f"the hybrid encoder needs an aligner.projector_type of {HYBRID_PROJECTOR_TYPES}")
+        if self.encoder != "hybrid" and self.aligner.projector_type in HYBRID_PROJECTOR_TYPES:
+            raise ValueError(f"aligner.projector_type {self.aligner.projector_type!r} needs encoder='hybrid'")
         if self.encoder == "hybrid" and self.llm.hidden_size % 2:
             raise ValueError("the hybrid split aligner needs an even LLM hidden size")
         if self.llm.hidden_size % self.llm.num_heads or self.llm.num_heads % self.llm.num_kv_heads:
@@ -258,11 +262,58 @@ class DSVLConfig:
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> "DSVLConfig":
-        """Build a preset by name, e.g. ``DSVLConfig.from_name("dsvl-tiny-hybrid", **{"llm.num_layers": 2})``."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(sorted(PRESETS))}")
-        config = PRESETS[name]()
+        """Build a preset by name, e.g. ``DSVLConfig.from_name("dsvl-tiny-hybrid", **{"llm.num_layers": 2})``.
+
+        ``name`` may carry overrides of its own, as a *preset variant*
+        (``dsvl-tiny-hybrid[aligner.projector_type=low_high_shared_mlp_gelu]``, see
+        :func:`variant_name`): the one string then names the config everywhere a preset name travels
+        (stage hand-off cards, sweep runs, checkpoints).
+        """
+        base, variant = parse_variant(name)
+        if base not in PRESETS:
+            raise ValueError(f"unknown preset {base!r}; available presets: {', '.join(sorted(PRESETS))}")
+        config = PRESETS[base]()
+        if variant:
+            config = dataclasses.replace(config.replace(**variant), name=name)
         return config.replace(**overrides) if overrides else config
+
+
+# ---------------------------------------------------------------------------------------- preset variants
+def variant_name(preset: str, overrides: dict[str, Any]) -> str:
+    """``preset`` with config overrides, as one name: ``dsvl-tiny-hybrid[aligner.depth=3]``.
+
+    Keys are sorted, so the same overrides always give the same name. Values are written as JSON
+    (strings unquoted when they are plain words) and read back with YAML's rules.
+    """
+    if not overrides:
+        return preset
+    base, earlier = parse_variant(preset)
+    merged = {**earlier, **overrides}
+    parts = [f"{key}={_variant_value(value)}" for key, value in sorted(merged.items())]
+    return f"{base}[{','.join(parts)}]"
+
+
+def _variant_value(value: Any) -> str:
+    text = json.dumps(value)
+    return value if isinstance(value, str) and value.replace("_", "").replace("-", "").isalnum() else text
+
+
+def parse_variant(name: str) -> tuple[str, dict[str, Any]]:
+    """``"dsvl-tiny-hybrid[aligner.depth=3]"`` -> ``("dsvl-tiny-hybrid", {"aligner.depth": 3})``."""
+    import yaml
+
+    if "[" not in name:
+        return name, {}
+    if not name.endswith("]"):
+        raise ValueError(f"preset variant {name!r} must end with ']': write name[key=value,key=value]")
+    base, _, inner = name[:-1].partition("[")
+    overrides: dict[str, Any] = {}
+    for item in filter(None, inner.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise ValueError(f"preset variant {name!r}: {item!r} is not key=value")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return base, overrides
 
 
 # ---------------------------------------------------------------------------------------- presets

@@ -25,11 +25,15 @@ from ..processor import DSVLProcessor, EncodedSample
 PROMPT_FORMATS = ("plain", "chat")
 
 
-def eval_set(family: str, detail: str, n: int, image_size: int) -> list:
-    """``n`` fixed evaluation samples of one family and detail level."""
+def eval_set(family: str, detail: str, n: int, image_size: int, first: int = 0) -> list:
+    """``n`` fixed evaluation samples of one family and detail level, from evaluation index ``first``.
+
+    A sweep gives each seed its own block of questions (``first = seed * EVAL_BLOCK``), so seeds
+    sample the evaluation set too while the arms of one seed answer the very same questions.
+    """
     from ..data.tasks import generate_sample
 
-    return [generate_sample(family, eval_seed(i), detail=detail, image_size=image_size) for i in range(n)]
+    return [generate_sample(family, eval_seed(first + i), detail=detail, image_size=image_size) for i in range(n)]
 
 
 def encode_with_answer(processor: DSVLProcessor, sample, answer: str, prompt_format: str) -> EncodedSample:
@@ -148,7 +152,7 @@ def score_samples(model, processor: DSVLProcessor, samples: list, prompt_format:
 
 def evaluate_vl(model, processor: DSVLProcessor, families=("chart", "ocr", "doc", "screen", "scene"),
                 details=("coarse", "fine"), n: int = 20, image_size: int | None = None, prompt_format: str = "chat",
-                generate: bool = True) -> dict[str, dict[str, float]]:
+                generate: bool = True, first: int = 0) -> dict[str, dict[str, float]]:
     """Scores per ``family/detail`` on fixed held-out samples, e.g. ``{"chart/coarse": {...}}``."""
     from ..data.stage_data import world_image_size
 
@@ -156,7 +160,7 @@ def evaluate_vl(model, processor: DSVLProcessor, families=("chart", "ocr", "doc"
     results = {}
     for family in families:
         for detail in details:
-            score = score_samples(model, processor, eval_set(family, detail, n, size), prompt_format,
+            score = score_samples(model, processor, eval_set(family, detail, n, size, first), prompt_format,
                                   generate=generate)
             results[f"{family}/{detail}"] = vars(score)
     return results

@@ -13,6 +13,14 @@ Types (module names match the original checkpoint keys):
   -> ``low_up_proj`` -> n/2, concatenate [high, low] -> n, then (d-1) x [GELU, Linear]
   (``layers.1``, ...). The paper's text says the concatenation is 2048-wide before GELU; the code
   (followed here) projects each branch to n/2 first.
+
+Two more hybrid designs of the paper's adaptor ablation (Table 10, "embedding concat" rows), ours,
+not in the original code, for ``ablations/adaptor``:
+- ``low_high_shared_mlp_gelu`` ("shared MLP"): concatenate the raw features [high, low] per token
+  (SAM's C_high + SigLIP's C_low channels), then one ``mlp_gelu`` over them (``layers``);
+- ``low_high_separate_mlp_gelu`` ("separate MLP"): a whole ``mlp_gelu`` of depth d per branch, each to
+  n/2 (``high_layers``, ``low_layers``), concatenated [high, low] -> n with no shared layer.
+The chosen "hybrid MLP" sits between them: separate first layers, shared later layers.
 """
 from __future__ import annotations
 
@@ -40,6 +48,16 @@ class Aligner(nn.Module):
             self.low_up_proj = nn.Linear(config.siglip.width, out_dim // 2)
             self.layers = nn.Sequential(*_gelu_linear_stack(out_dim, depth))
             return
+        if kind == "low_high_shared_mlp_gelu":
+            in_dim = config.sam.output_channels + config.siglip.width
+            self.layers = nn.Sequential(nn.Linear(in_dim, out_dim), *_gelu_linear_stack(out_dim, depth))
+            return
+        if kind == "low_high_separate_mlp_gelu":
+            self.high_layers = nn.Sequential(nn.Linear(config.sam.output_channels, out_dim // 2),
+                                             *_gelu_linear_stack(out_dim // 2, depth))
+            self.low_layers = nn.Sequential(nn.Linear(config.siglip.width, out_dim // 2),
+                                            *_gelu_linear_stack(out_dim // 2, depth))
+            return
         in_dim = config.vision_feature_dim
         if kind == "identity":
             if in_dim != out_dim:
@@ -55,4 +73,9 @@ class Aligner(nn.Module):
         if self.projector_type == "low_high_hybrid_split_mlp_gelu":
             high, low = features
             features = torch.cat([self.high_up_proj(high), self.low_up_proj(low)], dim=-1)  # [N, g*g, n]
+        elif self.projector_type == "low_high_shared_mlp_gelu":
+            features = torch.cat(features, dim=-1)  # [N, g*g, C_high + C_low]
+        elif self.projector_type == "low_high_separate_mlp_gelu":
+            high, low = features
+            return torch.cat([self.high_layers(high), self.low_layers(low)], dim=-1)  # [N, g*g, n]
         return self.layers(features)

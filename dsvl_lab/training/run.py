@@ -58,12 +58,13 @@ def stage_callbacks(out: Path, spec: StageSpec, eval_every: int, eval_samples: i
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     audit = FreezeAudit()
-    evaluation = StageEvaluation(eval_every, eval_samples, language=language_eval)
+    # eval_samples=0: no evaluation in the stage (a sweep evaluates the runs' end points itself).
+    evaluation = StageEvaluation(eval_every, eval_samples, language=language_eval) if eval_samples else None
     callbacks = {
         "audit": audit,
         "guard": NonFiniteGuard(out / "checkpoints"),
         "mixture": MixtureLogger(),
-        "evaluation": evaluation,
+        **({"evaluation": evaluation} if evaluation else {}),
         "export": StageExport(out, evaluation, audit),
         "checkpoint": ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
                                       every_n_train_steps=max(1, min(checkpoint_every, spec.steps))),
@@ -106,7 +107,7 @@ def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | 
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resumed else None)
     export: StageExport = callbacks["export"]
     return StageRun(spec.name, out, export.folder or out / "model", trainer.global_step, time.perf_counter() - started,
-                    resumed, callbacks["evaluation"].final, callbacks["audit"].report,
+                    resumed, callbacks["evaluation"].final if "evaluation" in callbacks else None, callbacks["audit"].report,
                     throughput_summary(out, module))
 
 

@@ -1,0 +1,282 @@
+"""From run folders to a study's tables and plots: means, Student-t intervals, paired differences, verdicts.
+
+``dsvl-lab aggregate runs/sweeps/<study> --into ablations/<study>`` reads every run's
+``result.json`` (only runs of the study's current plan: a result of an older spec is ignored) and
+writes:
+
+- ``results.csv``: one row per (stage, metric, arm): n seeds, mean, SD, 95% Student-t interval, the
+  per-seed values, and against the baseline arm the paired per-seed differences' mean, 95% interval
+  and verdict;
+- ``results.md``: the same as tables, the claims with their verdicts, and the cost of the runs;
+- ``<stage>-intervals.png`` (every seed a dot, the mean with its interval) and one
+  ``curve-<stage>-<metric>.png`` per learning curve the YAML asks for (mean and +-1 SD band).
+
+Statistics (3-5 seeds): the interval of a mean is ``mean +- t(0.975, n-1) * SD / sqrt(n)`` with the
+t quantile from ``scipy.stats``; a paired comparison does the same on the per-seed differences
+(arm minus baseline, the same seed meaning the same data, initialisation and questions). Verdicts:
+"supported" when the interval excludes 0 (or the claim's margin) in the claimed direction,
+"refuted" when it excludes it the other way, else "inconclusive at n seeds". Every output is a pure
+function of the run folders, so running the command again rewrites the same bytes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import atomic_write, write_text_atomic
+from .runner import RESULT, plan_sweep, read_json
+from .spec import Claim, SweepSpec
+
+CSV_COLUMNS = ("stage", "metric", "arm", "n", "mean", "sd", "ci_low", "ci_high", "seeds", "values", "baseline",
+               "diff_mean", "diff_ci_low", "diff_ci_high", "verdict")
+LOWER_IS_BETTER = ("text_perplexity",)
+
+
+# ============================================================================ statistics
+@dataclass
+class Interval:
+    n: int
+    mean: float
+    sd: float
+    low: float
+    high: float
+
+
+def t_interval(values: list[float], level: float = 0.95) -> Interval:
+    """Mean, SD and the Student-t interval of the mean (nan bounds with fewer than 2 values)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n if n else math.nan
+    if n < 2:
+        return Interval(n, mean, math.nan, math.nan, math.nan)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return Interval(n, mean, sd, mean - half, mean + half)
+
+
+def verdict(diff: Interval, direction: str = "greater", margin: float = 0.0) -> str:
+    """'supported' / 'refuted' when the paired interval excludes the margin, else inconclusive."""
+    if diff.n < 2 or math.isnan(diff.low):
+        return f"inconclusive at n={diff.n}"
+    sign = 1 if direction == "greater" else -1
+    low, high = sorted((sign * diff.low, sign * diff.high))  # as if "greater"
+    if low > -margin:
+        return "supported"
+    if high < -margin:
+        return "refuted"
+    return f"inconclusive at n={diff.n}"
+
+
+def direction_of(metric: str) -> str:
+    return "less" if metric in LOWER_IS_BETTER or metric.endswith("loss") else "greater"
+
+
+# ============================================================================ collecting
+def load_results(root: Path) -> tuple[SweepSpec, list[dict], list[str]]:
+    """The study's YAML (copied into the run root), its finished results, and the runs still missing."""
+    spec = SweepSpec.load(root / "sweep.yaml")
+    smoke = root.name.endswith("-smoke")
+    plan = plan_sweep(spec, root.parent, smoke)
+    results, missing = [], []
+    for run in plan.runs:
+        result = read_json(root / "runs" / run.name / RESULT)
+        if result is not None and result.get("hash") == run.hash:
+            results.append(result)
+        else:
+            missing.append(run.name)
+    return spec, results, missing
+
+
+def per_seed(results: list[dict]) -> dict[tuple[str, str, str], dict[int, float]]:
+    """{(stage, metric, arm): {seed: value}} for every metric that is not a chance level."""
+    table: dict[tuple[str, str, str], dict[int, float]] = {}
+    for result in results:
+        for stage, metrics in result["metrics"].items():
+            for metric, value in metrics.items():
+                if not metric.endswith("/chance"):
+                    table.setdefault((stage, metric, result["arm"]), {})[result["seed"]] = value
+    return table
+
+
+def chance_levels(results: list[dict]) -> dict[tuple[str, str], float]:
+    """Mean chance level per (stage, metric) over all runs (options differ per question)."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    for result in results:
+        for stage, metrics in result["metrics"].items():
+            for metric, value in metrics.items():
+                if metric.endswith("/chance"):
+                    sums.setdefault((stage, metric.removesuffix("/chance")), []).append(value)
+    levels = {key: sum(v) / len(v) for key, v in sums.items()}
+    for stage in {s for s, _ in levels}:
+        for detail in ("coarse", "fine"):
+            cells = [v for (s, m), v in levels.items() if s == stage and m.endswith("/" + detail)]
+            if cells:
+                levels[(stage, f"mean/{detail}")] = sum(cells) / len(cells)
+    return levels
+
+
+def summary_rows(spec: SweepSpec, results: list[dict]) -> list[dict]:
+    """One row per (stage, metric, arm), in the order stages, metrics and arms first appear."""
+    table = per_seed(results)
+    arms = list(spec.arms)
+    keys = sorted({(stage, metric) for stage, metric, _ in table},
+                  key=lambda k: (first_index(results, k[0]), metric_order(k[1])))
+    rows = []
+    for stage, metric in keys:
+        base = table.get((stage, metric, spec.baseline), {})
+        for arm in arms:
+            values = table.get((stage, metric, arm))
+            if not values:
+                continue
+            seeds = sorted(values)
+            stats = t_interval([values[s] for s in seeds])
+            row = {"stage": stage, "metric": metric, "arm": arm, "n": stats.n, "mean": stats.mean, "sd": stats.sd,
+                   "ci_low": stats.low, "ci_high": stats.high, "seeds": seeds, "values": [values[s] for s in seeds],
+                   "baseline": spec.baseline, "diff": None, "verdict": ""}
+            paired = [s for s in seeds if s in base]
+            if arm != spec.baseline and paired:
+                diff = t_interval([values[s] - base[s] for s in paired])
+                row["diff"] = diff
+                row["verdict"] = verdict(diff, direction_of(metric))
+            rows.append(row)
+    return rows
+
+
+def first_index(results: list[dict], stage: str) -> int:
+    for result in results:
+        if stage in result["metrics"]:
+            return list(result["stages"]).index(stage) if stage in result["stages"] else 99
+    return 99
+
+
+def metric_order(metric: str) -> tuple:
+    """Coarse before fine, families in their order, means after them, language metrics last."""
+    from ..data.tasks import FAMILIES
+
+    family, _, detail = metric.partition("/")
+    if family in FAMILIES or family == "mean":
+        rank = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
+        return (0, 0 if detail.startswith("coarse") else 1, rank, detail)
+    return (1, 0, 0, metric)
+
+
+# ============================================================================ writing
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def results_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        diff = row["diff"]
+        writer.writerow([row["stage"], row["metric"], row["arm"], row["n"], fmt(row["mean"], 4), fmt(row["sd"], 4),
+                         fmt(row["ci_low"], 4), fmt(row["ci_high"], 4), ";".join(map(str, row["seeds"])),
+                         ";".join(fmt(v, 4) for v in row["values"]), row["baseline"],
+                         fmt(diff.mean if diff else None, 4), fmt(diff.low if diff else None, 4),
+                         fmt(diff.high if diff else None, 4), row["verdict"]])
+    return buffer.getvalue()
+
+
+def claim_verdicts(spec: SweepSpec, rows: list[dict]) -> list[tuple[Claim, dict | None, str]]:
+    """Each claim with its row (the arm's paired comparison) and the verdict in the claimed direction."""
+    found = []
+    for claim in spec.claims:
+        matches = [r for r in rows if r["arm"] == claim.arm and r["metric"] == claim.metric
+                   and (not claim.stage or r["stage"] == claim.stage)]
+        row = matches[-1] if matches else None
+        word = verdict(row["diff"], claim.direction, claim.margin) if row and row["diff"] else "no runs yet"
+        found.append((claim, row, word))
+    return found
+
+
+def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: list[str], command: str) -> str:
+    levels = chance_levels(results)
+    arms = [a for a in spec.arms if any(r["arm"] == a for r in rows)]
+    seeds = sorted({r["seed"] for r in results})
+    lines = [f"# {spec.study}: results", "",
+             f"Written by `{command}` from {len(results)} finished runs ({len(arms)} arms x seeds "
+             f"{', '.join(map(str, seeds))}); every number is a mean over seeds with its 95% Student-t interval.",
+             ""]
+    if missing:
+        lines += [f"Runs missing: {', '.join(missing)}.", ""]
+    if spec.claims:
+        lines += ["## Claims", "", "| claim | arm - baseline (paired, 95% CI) | verdict |", "|---|---|---|"]
+        for claim, row, word in claim_verdicts(spec, rows):
+            what = claim.text or f"{claim.arm} {claim.direction} than {spec.baseline} on {claim.metric}"
+            diff = row["diff"] if row else None
+            cell = f"{fmt(diff.mean)} [{fmt(diff.low)}, {fmt(diff.high)}]" if diff else "-"
+            margin = f" (margin {claim.margin:g})" if claim.margin else ""
+            lines.append(f"| {what}{margin} | {cell} | {word} |")
+        lines.append("")
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        stage_rows = [r for r in rows if r["stage"] == stage]
+        lines += [f"## After {stage}: mean [95% CI] per arm", "",
+                  "| metric | chance | " + " | ".join(arms) + " |", "|---|---|" + "---|" * len(arms)]
+        for metric in dict.fromkeys(r["metric"] for r in stage_rows):
+            cells = {r["arm"]: f"{fmt(r['mean'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+                     for r in stage_rows if r["metric"] == metric}
+            lines.append(f"| {metric} | {fmt(levels.get((stage, metric)), 2)} | "
+                         + " | ".join(cells.get(a, "-") for a in arms) + " |")
+        lines += ["", f"Paired differences against the baseline `{spec.baseline}` (arm - baseline, same seed): "
+                      "mean [95% CI], verdict in the metric's better direction.", "",
+                  "| metric | " + " | ".join(a for a in arms if a != spec.baseline) + " |",
+                  "|---|" + "---|" * (len(arms) - 1)]
+        for metric in dict.fromkeys(r["metric"] for r in stage_rows):
+            cells = {r["arm"]: f"{fmt(r['diff'].mean)} [{fmt(r['diff'].low)}, {fmt(r['diff'].high)}] {r['verdict']}"
+                     for r in stage_rows if r["metric"] == metric and r["diff"]}
+            lines.append(f"| {metric} | " + " | ".join(cells.get(a, "-") for a in arms if a != spec.baseline) + " |")
+        lines.append("")
+    lines += cost_table(spec, results)
+    return "\n".join(lines) + "\n"
+
+
+def cost_table(spec: SweepSpec, results: list[dict]) -> list[str]:
+    """Training seconds per run and stage (a shared stage counts once per run that uses it)."""
+    lines = ["## Cost (wall seconds of training on the machine that ran it)", "",
+             "| arm | stages | mean seconds per run | runs |", "|---|---|---|---|"]
+    for arm in spec.arms:
+        runs = [r for r in results if r["arm"] == arm]
+        if not runs:
+            continue
+        seconds = [sum(s["seconds"] for s in r["stages"].values()) for r in runs]
+        per_stage = " + ".join(f"{name} {sum(r['stages'][name]['seconds'] for r in runs) / len(runs):.0f}"
+                               for name in runs[0]["stages"])
+        lines.append(f"| {arm} | {per_stage} | {sum(seconds) / len(seconds):.0f} | {len(runs)} |")
+    return lines + [""]
+
+
+def aggregate(root: str | Path, into: str | Path | None = None, command: str | None = None) -> dict:
+    """Write results.csv, results.md and the plots for the runs under ``root``; returns what was written."""
+    root = Path(root)
+    if not (root / "sweep.yaml").is_file():
+        raise FileNotFoundError(f"{root} holds no sweep (no sweep.yaml): pass the folder `dsvl-lab sweep` wrote, "
+                                f"e.g. runs/sweeps/<study>")
+    into = Path(into) if into else root
+    spec, results, missing = load_results(root)
+    if not results:
+        raise ValueError(f"{root}: no finished runs yet; run `dsvl-lab sweep` first")
+    rows = summary_rows(spec, results)
+    command = command or f"dsvl-lab aggregate {root}" + (f" --into {into}" if into != root else "")
+    written = [write_text_atomic(into / "results.csv", results_csv(rows)),
+               write_text_atomic(into / "results.md", results_md(spec, results, rows, missing, command))]
+    from .plots import curve_plots, interval_plots
+
+    written += interval_plots(spec, rows, chance_levels(results), into)
+    written += curve_plots(spec, results, into)
+    return {"results": len(results), "missing": missing, "written": [str(p) for p in written]}
+
+
+def save_figure(figure, path: Path) -> Path:
+    """PNG without a timestamp or software version, so the same data gives the same bytes."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight",
+                                                  metadata={"Software": None}))
+    plt.close(figure)
+    return path

@@ -1,0 +1,457 @@
+"""Running a study: runs -> a tree of stage trainings -> chains of work, on local processes or Slurm.
+
+Folder layout of ``<out>/<study>/`` (``<study>-smoke`` for ``--smoke``)::
+
+    sweep.yaml                     the study's YAML, copied at the start (aggregate reads it)
+    stages/<stage>-s<seed>-<key>/  one stage's training (a run_stage folder: logs/, checkpoints/,
+                                   model/ with its hand-off card); <key> hashes the preset and the
+                                   stages up to this one, so arms that share earlier stages share it
+    runs/<arm>-s<seed>-<hash>/     one run: run.json (its resolved spec), result.json (the "done"
+                                   marker, written atomically) or error.json (why it failed)
+    logs/<chain>.log               what a worker printed
+
+The stage trainings of one seed form a tree (identical prefixes are one node). A *chain* is a path
+of that tree that one process trains in a row, then evaluates the runs ending in it; a chain waits
+for the chain that trains its first stage's parent. The same :func:`execute_chain` runs on every
+executor: a local process pool (``--jobs`` processes, torch threads split so jobs x threads never
+exceeds the cores) or submitit (Slurm job arrays, one array per wave of ready chains).
+
+Nothing finished is redone: a stage whose ``model/stage.json`` matches its spec is skipped, a run
+whose ``result.json`` matches its hash is skipped, an interrupted stage resumes from its
+``checkpoints/last.ckpt``, and a failed run is retried on the next invocation.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..atomic import write_json_atomic
+from .spec import EVAL_BLOCK, SMOKE_STEPS, RunPlan, SweepSpec
+
+RESULT, ERROR, RUN_CARD = "result.json", "error.json", "run.json"
+
+
+# ============================================================================ the plan: stage nodes and chains
+@dataclass
+class StageNode:
+    """One stage training of the tree: trained once, whatever number of runs continue it."""
+
+    key: str
+    folder: Path
+    preset: str
+    spec: dict
+    parent: "StageNode | None"
+    children: list["StageNode"] = field(default_factory=list)
+    runs: list[RunPlan] = field(default_factory=list)  # runs whose last stage this is
+
+
+@dataclass
+class Chain:
+    """Stage nodes trained one after the other in one process, then the runs ending in them evaluated."""
+
+    name: str
+    nodes: list[StageNode]
+    after: "Chain | None" = None  # the chain that must finish first
+
+    @property
+    def runs(self) -> list[RunPlan]:
+        return [run for node in self.nodes for run in node.runs]
+
+    def payload(self, root: Path) -> dict:
+        """What a worker needs, as plain data (picklable for processes and Slurm)."""
+        return {"root": str(root), "name": self.name,
+                "nodes": [{"folder": str(n.folder), "preset": n.preset, "spec": n.spec,
+                           "start": str(n.parent.folder) if n.parent else None,
+                           "runs": [run_payload(r, root) for r in n.runs]} for n in self.nodes]}
+
+
+def stage_folder(root: Path, run: RunPlan, k: int) -> Path:
+    """Where stage ``k`` of ``run`` trains: named by the stage, the seed and the prefix key."""
+    return root / "stages" / f"{run.stages[k].name}-s{run.seed}-{run.prefix_key(k)}"
+
+
+def run_payload(run: RunPlan, root: Path) -> dict:
+    return {"name": run.name, "arm": run.arm, "seed": run.seed, "hash": run.hash, "study": run.study,
+            "preset": run.preset, "resolved": run.resolved(), "evaluated": list(run.evaluated_stages),
+            "stage_folders": {s.name: str(stage_folder(root, run, k)) for k, s in enumerate(run.stages)}}
+
+
+def build_tree(runs: list[RunPlan], root: Path) -> list[StageNode]:
+    """All stage nodes, parents before children; identical prefixes (same key) are one node."""
+    nodes: dict[str, StageNode] = {}
+    for run in runs:
+        parent = None
+        for k, stage in enumerate(run.stages):
+            key = run.prefix_key(k)
+            if key not in nodes:
+                nodes[key] = StageNode(key, stage_folder(root, run, k), run.preset, stage.to_dict(), parent)
+                if parent is not None:
+                    parent.children.append(nodes[key])
+            parent = nodes[key]
+        parent.runs.append(run)
+    return list(nodes.values())
+
+
+def build_chains(nodes: list[StageNode]) -> list[Chain]:
+    """Cut the tree into chains: a node joins its parent's chain when it is the parent's only child."""
+    chain_of: dict[str, Chain] = {}
+    chains: list[Chain] = []
+    for node in nodes:  # parents come first
+        parent = node.parent
+        if parent is not None and len(parent.children) == 1:
+            chain = chain_of[parent.key]
+            chain.nodes.append(node)
+        else:
+            chain = Chain(name="", nodes=[node], after=chain_of[parent.key] if parent else None)
+            chains.append(chain)
+        chain_of[node.key] = chain
+    for chain in chains:
+        chain.name = chain.nodes[-1].folder.name if not chain.runs else "+".join(r.name for r in chain.runs)
+    return chains
+
+
+# ============================================================================ status on disk
+def run_status(root: Path, run: RunPlan) -> str:
+    """``done`` (result.json of this very spec), ``failed`` (error.json) or ``pending``."""
+    folder = root / "runs" / run.name
+    result = read_json(folder / RESULT)
+    if result is not None and result.get("hash") == run.hash:
+        return "done"
+    return "failed" if (folder / ERROR).is_file() else "pending"
+
+
+def stage_done(folder: Path, preset: str, spec: dict) -> bool:
+    """A stage folder whose hand-off card was written by this preset and this very spec."""
+    from ..training.handoff import read_card
+
+    card = read_card(folder / "model") if (folder / "model").is_dir() else None
+    return card is not None and card.get("preset") == preset and card.get("spec") == json.loads(json.dumps(spec))
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None  # a result file is written atomically, so this is damage: treat the run as not done
+
+
+# ============================================================================ the run function (every executor)
+def execute_chain(payload: dict, threads: int | None = None, log: str | None = None) -> dict:
+    """Train a chain's stages and evaluate its runs; returns {"done": [...], "failed": {run: error}}.
+
+    Runs in a worker process (local pool, Slurm job, or submitit's local/debug stand-ins). Failures
+    are recorded in each affected run's ``error.json`` and returned; they never raise.
+    """
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch
+
+        torch.set_num_threads(threads)
+    if not log:
+        return train_and_evaluate(payload)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", buffering=1) as handle:
+        # The worker is a fresh process of its own: point its file descriptors 1 and 2 at the log, so
+        # that Lightning's handlers (made at import) and C-level output land there too.
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        with redirect_stdout(handle), redirect_stderr(handle):
+            return train_and_evaluate(payload)
+
+
+def train_and_evaluate(payload: dict) -> dict:
+    root, outcome = Path(payload["root"]), {"done": [], "failed": {}}
+    for index, node in enumerate(payload["nodes"]):
+        try:
+            train_node(node)
+        except Exception as error:  # this node and everything after it in the chain fail
+            message = f"stage {node['spec']['name']} ({node['folder']}) failed: {type(error).__name__}: {error}"
+            for later in payload["nodes"][index:]:
+                for run in later["runs"]:
+                    record_failure(root, run, message, traceback.format_exc())
+                    outcome["failed"][run["name"]] = message
+            return outcome
+        for run in node["runs"]:
+            try:
+                evaluate_run(root, run)
+                outcome["done"].append(run["name"])
+            except Exception as error:
+                message = f"evaluation failed: {type(error).__name__}: {error}"
+                record_failure(root, run, message, traceback.format_exc())
+                outcome["failed"][run["name"]] = message
+    return outcome
+
+
+def train_node(node: dict) -> None:
+    """One stage, unless its output is already there; resumes from its last checkpoint."""
+    from ..training.run import run_stage
+    from ..training.spec import StageSpec
+
+    folder = Path(node["folder"])
+    if stage_done(folder, node["preset"], node["spec"]):
+        print(f"{folder.name}: already trained, reused", flush=True)
+        return
+    started = time.perf_counter()
+    spec = StageSpec(**node["spec"])
+    # A few-step smoke stage validates once, at its end, and draws its batches in-process: both cost
+    # more than its training (a validation after every step, a loader process to start).
+    smoke = spec.steps <= SMOKE_STEPS
+    run = run_stage(node["preset"], spec, folder, start=node["start"], progress=False, eval_samples=0,
+                    throughput=False, **({"val_every": spec.steps, "num_workers": 0} if smoke else {}))
+    timing = read_json(folder / "timing.json") or {"invocations": []}
+    timing["invocations"].append({"seconds": round(time.perf_counter() - started, 1), "steps": run.steps,
+                                  "resumed": run.resumed})
+    write_json_atomic(folder / "timing.json", timing)
+
+
+def evaluate_run(root: Path, run: dict) -> None:
+    """Evaluate the run's stages (held-out questions of the seed's block), write result.json."""
+    folder = root / "runs" / run["name"]
+    existing = read_json(folder / RESULT)
+    if existing is not None and existing.get("hash") == run["hash"]:
+        return
+    (folder / ERROR).unlink(missing_ok=True)
+    write_json_atomic(folder / RUN_CARD, {k: run[k] for k in ("name", "arm", "seed", "hash", "study", "resolved")})
+    stage_folders = {name: Path(path) for name, path in run["stage_folders"].items()}
+    evaluation = run["resolved"]["evaluation"]
+    metrics = {name: evaluate_stage_output(stage_folders[name], name, run["preset"], evaluation, run["seed"])
+               for name in run["evaluated"]}
+    result = {"study": run["study"], "arm": run["arm"], "seed": run["seed"], "hash": run["hash"],
+              "preset": run["preset"], "metrics": metrics,
+              "stages": {name: stage_summary(path) for name, path in stage_folders.items()}}
+    write_json_atomic(folder / RESULT, result)
+
+
+def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dict, seed: int) -> dict[str, float]:
+    """Option accuracy per ``family/detail``, their means per detail, and language retention."""
+    import torch
+
+    from ..data.lm_eval import language_retention
+    from ..metrics.vl_eval import evaluate_vl
+    from ..processor import DSVLProcessor
+    from ..training.handoff import load_stage_output
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_stage_output(folder, stage, preset, receiving="evaluation").to(device).eval()  # checksum checked
+    processor = DSVLProcessor.from_config(model.config)
+    prompt_format = read_json(folder / "model" / "stage.json")["spec"]["prompt_format"]
+    # bf16 autocast, as the stages' own evaluations run (Lightning's bf16-mixed)
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
+        scores = evaluate_vl(model, processor, families=evaluation["families"], details=evaluation["details"],
+                             n=evaluation["samples"], prompt_format=prompt_format,
+                             generate=evaluation["generate"], first=seed * EVAL_BLOCK)
+        language = language_retention(model, processor) if evaluation["language"] else {}
+    metrics: dict[str, float] = {}
+    for key, score in scores.items():
+        metrics[key] = score["option_accuracy"]
+        metrics[f"{key}/chance"] = score["chance"]
+        if evaluation["generate"]:
+            metrics[f"{key}/exact_match"] = score["exact_match"]
+    for detail in evaluation["details"]:
+        cells = [metrics[f"{family}/{detail}"] for family in evaluation["families"]]
+        metrics[f"mean/{detail}"] = sum(cells) / len(cells)
+    if language:
+        metrics["text_perplexity"] = language["perplexity"]
+        metrics["cloze_accuracy"] = language["cloze_accuracy"]
+    return {key: round(float(value), 6) for key, value in metrics.items()}
+
+
+def stage_summary(folder: Path) -> dict:
+    """Steps, wall seconds (all invocations) and the logged losses of one stage, for curves and costs."""
+    from ..foundation.common import read_metrics
+
+    timing = read_json(folder / "timing.json") or {"invocations": []}
+    rows = read_metrics(folder)
+    curves: dict[str, list] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith("train/") and key != "train/lr" and "step" in row:
+                curves.setdefault(key, []).append([int(row["step"]), round(value, 5)])
+    return {"folder": folder.name, "seconds": round(sum(i["seconds"] for i in timing["invocations"]), 1),
+            "curves": curves}
+
+
+def record_failure(root: Path, run: dict, message: str, trace: str) -> None:
+    folder = root / "runs" / run["name"]
+    write_json_atomic(folder / RUN_CARD, {k: run[k] for k in ("name", "arm", "seed", "hash", "study", "resolved")})
+    write_json_atomic(folder / ERROR, {"run": run["name"], "error": message, "traceback": trace})
+
+
+# ============================================================================ the sweep
+@dataclass
+class SweepPlan:
+    spec: SweepSpec
+    root: Path
+    runs: list[RunPlan]
+    nodes: list[StageNode]
+    chains: list[Chain]
+
+    def status(self) -> dict[str, str]:
+        return {run.name: run_status(self.root, run) for run in self.runs}
+
+    def todo(self) -> list[Chain]:
+        """Chains with a run not done yet (failed runs are retried)."""
+        status = self.status()
+        return [chain for chain in self.chains if any(status[r.name] != "done" for r in chain.runs)
+                or any(status[r.name] != "done" for r in descendants_runs(chain, self.chains))]
+
+
+def descendants_runs(chain: Chain, chains: list[Chain]) -> list[RunPlan]:
+    found, frontier = [], [chain]
+    while frontier:
+        current = frontier.pop()
+        for other in chains:
+            if other.after is current:
+                found += other.runs
+                frontier.append(other)
+    return found
+
+
+def plan_sweep(spec: SweepSpec, out: str | Path, smoke: bool = False) -> SweepPlan:
+    root = Path(out) / (spec.study + ("-smoke" if smoke else ""))
+    runs = spec.runs(smoke)
+    nodes = build_tree(runs, root)
+    return SweepPlan(spec, root, runs, nodes, build_chains(nodes))
+
+
+def describe(plan: SweepPlan) -> str:
+    """The --dry-run listing: every run and its status, and the stage trainings that are shared."""
+    status = plan.status()
+    lines = [f"study {plan.spec.study}: {len(plan.runs)} runs ({len(plan.spec.arms)} arms x "
+             f"{len(plan.runs) // max(1, len(plan.spec.arms))} seeds) in {plan.root}"]
+    for run in plan.runs:
+        lines.append(f"  {status[run.name]:8s} {run.name:32s} {run.preset}  "
+                     f"{' -> '.join(f'{s.name}({s.steps})' for s in run.stages)}")
+    shared = [n for n in plan.nodes if len(n.children) > 1 or (n.children and n.runs)]
+    trained = sum(stage_done(n.folder, n.preset, n.spec) for n in plan.nodes)
+    lines.append(f"{len(plan.nodes)} stage trainings for {sum(len(r.stages) for r in plan.runs)} run stages "
+                 f"({trained} already trained); shared:")
+    lines += [f"  {n.folder.name} -> {len(n.children) + bool(n.runs)} continuations" for n in shared] or ["  none"]
+    lines.append(f"{len(plan.chains)} chains of work; done {sum(s == 'done' for s in status.values())}, "
+                 f"failed {sum(s == 'failed' for s in status.values())}, "
+                 f"pending {sum(s == 'pending' for s in status.values())}")
+    return "\n".join(lines)
+
+
+def prepare_root(plan: SweepPlan) -> None:
+    """The study's run root with a copy of its YAML (what `dsvl-lab aggregate` reads)."""
+    from ..atomic import write_text_atomic
+
+    plan.root.mkdir(parents=True, exist_ok=True)
+    if plan.spec.path is not None:
+        write_text_atomic(plan.root / "sweep.yaml", plan.spec.path.read_text())
+
+
+def default_jobs() -> int:
+    """One process per core, one thread each: measured fastest here (README "Ablation sweeps")."""
+    return max(1, os.cpu_count() or 1)
+
+
+def run_sweep(spec: SweepSpec, out: str | Path = "runs/sweeps", smoke: bool = False, jobs: int | None = None,
+              executor: str = "local", slurm: dict | None = None, say: Callable[[str], None] = print) -> SweepPlan:
+    """Run every run of the study that is not done; returns the plan (statuses on disk)."""
+    plan = plan_sweep(spec, out, smoke)
+    prepare_root(plan)
+    todo = plan.todo()
+    say(f"study {spec.study}: {len(plan.runs)} runs, {len(plan.runs) - len(runs_of(todo, plan))} already done, "
+        f"{len(todo)} chains to run in {plan.root}")
+    if executor == "local":
+        run_local(plan, todo, jobs or default_jobs(), say)
+    else:
+        from .slurm import run_submitit
+
+        run_submitit(plan, todo, executor, {**spec.slurm, **(slurm or {})}, say)
+    status = plan.status()
+    failed = [name for name, s in status.items() if s == "failed"]
+    say(f"study {spec.study}: {sum(s == 'done' for s in status.values())}/{len(status)} runs done"
+        + (f"; failed: {', '.join(failed)} (see runs/<run>/error.json; run the command again to retry)" if failed else ""))
+    return plan
+
+
+def runs_of(chains: list[Chain], plan: SweepPlan) -> set[str]:
+    status = plan.status()
+    return {r.name for c in chains for r in c.runs if status[r.name] != "done"}
+
+
+# ============================================================================ the local executor
+def run_local(plan: SweepPlan, todo: list[Chain], jobs: int, say: Callable[[str], None]) -> None:
+    """A bounded pool of fresh processes (spawn), threads split so that jobs x threads <= cores."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    waiting, running, finished_times = list(todo), {}, []
+    failed_chains: set[int] = set()
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1)
+    say(f"local executor: {jobs} processes x {threads} torch threads; worker logs in {plan.root / 'logs'}")
+    try:
+        while waiting or running:
+            for chain in ready_chains(waiting, running, todo):
+                if chain.after is not None and id(chain.after) in failed_chains:
+                    fail_downstream(plan, chain, "an earlier stage of this run failed", failed_chains)
+                    waiting.remove(chain)
+                    continue
+                if len(running) >= jobs:
+                    break
+                waiting.remove(chain)
+                log = str(plan.root / "logs" / f"{chain.nodes[-1].folder.name}.log")
+                future = pool.submit(execute_chain, chain.payload(plan.root), threads, log)
+                running[future] = (chain, time.perf_counter())
+                say(f"[{elapsed(started)}] start  {chain.name}")
+            if not running:
+                continue
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                chain, chain_start = running.pop(future)
+                outcome = future.result()
+                finished_times.append(time.perf_counter() - chain_start)
+                if outcome["failed"]:
+                    failed_chains.add(id(chain))
+                left = estimate_left(finished_times, len(waiting) + len(running), jobs)
+                verdict = "failed: " + "; ".join(outcome["failed"].values()) if outcome["failed"] else "done"
+                say(f"[{elapsed(started)}] finish {chain.name} in {clock(finished_times[-1])}: {verdict}; "
+                    f"{len(waiting) + len(running)} chains left, about {left} to go")
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        status = plan.status()
+        say(f"\nstopped: {sum(s == 'done' for s in status.values())} finished runs are kept in {plan.root / 'runs'}; "
+            f"interrupted stages resume from their checkpoints: run the same command again to continue")
+        raise
+    pool.shutdown(wait=True)
+
+
+def ready_chains(waiting: list[Chain], running: dict, todo: list[Chain]) -> list[Chain]:
+    """Chains whose predecessor is finished (not waiting, not running)."""
+    busy = {id(chain) for chain in waiting} | {id(chain) for chain, _ in running.values()}
+    return [chain for chain in list(waiting) if chain.after is None or id(chain.after) not in busy]
+
+
+def fail_downstream(plan: SweepPlan, chain: Chain, why: str, failed_chains: set[int]) -> None:
+    for run in chain.runs:
+        record_failure(plan.root, run_payload(run, plan.root), why, "")
+    failed_chains.add(id(chain))
+
+
+def estimate_left(durations: list[float], chains_left: int, jobs: int) -> str:
+    if not durations:
+        return "?"
+    return clock(sum(durations) / len(durations) * chains_left / max(1, jobs))
+
+
+def elapsed(started: float) -> str:
+    return clock(time.perf_counter() - started)
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"

@@ -1,0 +1,338 @@
+"""A study as data: ``sweep.yaml`` -> validated arms x seeds -> one resolved ``RunPlan`` per run.
+
+A study's YAML names a *base* (what every arm runs), *arms* (what each changes), *seeds*, the
+*baseline* arm the others are compared with, and the *claims* the study tests::
+
+    study: encoder
+    base:
+      preset: dsvl-tiny-hybrid
+      evaluation.samples: 40
+    arms:
+      siglip: {preset: dsvl-tiny-siglip}
+      hybrid: {}
+    seeds: [0, 1, 2]
+    baseline: siglip
+    claims:
+      - {arm: hybrid, metric: mean/fine, direction: greater}
+
+Base and arms are *dotted overrides*, applied in that order:
+
+=================================  ==================================================================
+key                                what it sets
+=================================  ==================================================================
+``preset``                         the model preset (``dsvl-lab presets``)
+``model.<config field>``           a field of the preset's ``DSVLConfig`` (``model.aligner.depth: 3``):
+                                   the run's preset becomes a *variant* ``name[aligner.depth=3]``
+``stages``                         which stages run, in order (default: the paper's three)
+``stages.<stage>.<field>``         a ``StageSpec`` field, ``data.`` for its ``StageData``
+                                   (``stages.stage2_joint.data.language_ratio: 0.1``)
+``evaluation.<field>``             a field of :class:`Evaluation`
+=================================  ==================================================================
+
+Everything is checked before anything runs: an unknown key is named with the closest valid one,
+and every arm's stages are built (so ``StageSpec`` / ``StageData`` check their values).
+
+Pairing: a run's seed is every stage's ``data.seed`` (the data order and, since ``run_stage`` seeds
+everything from it, the initialisation of what trains) and picks the run's block of held-out
+evaluation questions (:data:`EVAL_BLOCK`), so two arms of one seed differ only by what the arms set.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import DSVLConfig, variant_name
+from ..training.spec import STAGE_NAMES, StageConfigError, StageSpec, stage_spec
+
+EVAL_BLOCK = 10_000  # seed s answers evaluation questions s * EVAL_BLOCK ... (disjoint blocks)
+DIRECTIONS = ("greater", "less")
+SMOKE_STEPS = 3
+TOP_KEYS = ("study", "question", "base", "arms", "seeds", "baseline", "claims", "curves", "smoke", "slurm")
+
+
+class SweepConfigError(ValueError):
+    """A bad sweep.yaml, found before anything runs; the message names the key and the fix."""
+
+
+# ============================================================================ the pieces of a study
+@dataclass
+class Evaluation:
+    """How a run's end point is measured (``evaluation.*`` keys).
+
+    ``samples`` held-out questions per family and detail (option accuracy: the paper's multiple-choice
+    PPL); ``language``: held-out perplexity and word cloze as well; ``generate``: greedy exact match
+    too (slower); ``after``: the stages whose output is evaluated (default: the last one).
+    """
+
+    samples: int = 40
+    families: tuple[str, ...] = ("chart", "ocr", "doc", "screen", "scene")
+    details: tuple[str, ...] = ("coarse", "fine")
+    language: bool = True
+    generate: bool = False
+    after: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from ..data.tasks import FAMILIES
+
+        self.families, self.details, self.after = tuple(self.families), tuple(self.details), tuple(self.after)
+        if not isinstance(self.samples, int) or self.samples < 1:
+            raise SweepConfigError(f"evaluation.samples must be an integer >= 1, got {self.samples!r}")
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown:
+            raise SweepConfigError(f"evaluation.families: unknown {unknown}; choose from {FAMILIES}")
+        if not set(self.details) <= {"coarse", "fine"}:
+            raise SweepConfigError(f"evaluation.details must be coarse and/or fine, got {list(self.details)}")
+
+
+@dataclass
+class Claim:
+    """What the study tests: ``arm`` beats the baseline on ``metric`` in ``direction``.
+
+    With a ``margin`` the claim is non-inferiority: the arm is no worse than the baseline by more
+    than ``margin`` (supported when the paired interval lies above ``-margin`` for ``greater``).
+    """
+
+    arm: str
+    metric: str
+    direction: str = "greater"
+    margin: float = 0.0
+    stage: str = ""  # the evaluated stage; "" = the last
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise SweepConfigError(f"claims: direction must be one of {DIRECTIONS}, got {self.direction!r}")
+
+
+@dataclass
+class RunPlan:
+    """One run of a study, fully resolved: what trains, in which stages, and how it is measured."""
+
+    study: str
+    arm: str
+    seed: int
+    preset: str
+    stages: list[StageSpec]
+    evaluation: Evaluation
+
+    def resolved(self) -> dict:
+        """Everything that decides the run's result, as plain JSON (hashed for the folder name)."""
+        return json.loads(json.dumps({"preset": self.preset, "seed": self.seed,
+                                      "stages": [s.to_dict() for s in self.stages],
+                                      "evaluation": dataclasses.asdict(self.evaluation)}))
+
+    @property
+    def hash(self) -> str:
+        return short_hash(self.resolved())
+
+    @property
+    def name(self) -> str:
+        """The run's folder: arm, seed and a short hash of its resolved spec."""
+        return f"{self.arm}-s{self.seed}-{self.hash}"
+
+    def prefix_key(self, k: int) -> str:
+        """The identity of stage ``k``'s output: the preset and stages 0..k (not the evaluation)."""
+        return short_hash({"preset": self.preset, "stages": [s.to_dict() for s in self.stages[:k + 1]]})
+
+    @property
+    def evaluated_stages(self) -> tuple[str, ...]:
+        return self.evaluation.after or (self.stages[-1].name,)
+
+
+def short_hash(data: Any) -> str:
+    text = json.dumps(json.loads(json.dumps(data)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+# ============================================================================ the study
+@dataclass
+class SweepSpec:
+    """A parsed, validated ``sweep.yaml``; :meth:`runs` expands it into arms x seeds."""
+
+    study: str
+    arms: dict[str, dict[str, Any]]
+    seeds: list[int]
+    baseline: str
+    base: dict[str, Any] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+    curves: list[str] = field(default_factory=list)
+    question: str = ""
+    smoke: dict[str, Any] = field(default_factory=dict)
+    slurm: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SweepSpec":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise SweepConfigError(f"{path}: no such sweep file; studies live in ablations/<study>/sweep.yaml")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise SweepConfigError(f"{path}: not valid YAML: {error}") from None
+        return cls.from_dict(data, path)
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | None = None) -> "SweepSpec":
+        where = str(path) if path else "sweep"
+        if not isinstance(data, dict):
+            raise SweepConfigError(f"{where}: must be a mapping with study, arms, seeds and baseline")
+        unknown = [key for key in data if key not in TOP_KEYS]
+        if unknown:
+            raise SweepConfigError(f"{where}: unknown top-level key {unknown[0]!r}{suggest(unknown[0], TOP_KEYS)}")
+        for key in ("study", "arms", "seeds", "baseline"):
+            if key not in data:
+                raise SweepConfigError(f"{where}: missing {key!r}")
+        arms = data["arms"]
+        if not isinstance(arms, dict) or not arms:
+            raise SweepConfigError(f"{where}: arms must map arm names to overrides ({{}} for none)")
+        seeds = data["seeds"]
+        if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)
+                and len(set(seeds)) == len(seeds)):
+            raise SweepConfigError(f"{where}: seeds must be a list of distinct integers >= 0, got {seeds!r}")
+        if data["baseline"] not in arms:
+            raise SweepConfigError(f"{where}: baseline {data['baseline']!r} is not an arm; arms are {list(arms)}")
+        try:
+            claims = [Claim(**claim) for claim in data.get("claims") or []]
+        except TypeError as error:
+            raise SweepConfigError(f"{where}: claims: {error}") from None
+        for claim in claims:
+            if claim.arm not in arms:
+                raise SweepConfigError(f"{where}: claims: arm {claim.arm!r} is not an arm; arms are {list(arms)}")
+        spec = cls(study=str(data["study"]), arms={str(k): dict(v or {}) for k, v in arms.items()},
+                   seeds=list(seeds), baseline=str(data["baseline"]), base=dict(data.get("base") or {}),
+                   claims=claims, curves=list(data.get("curves") or []), question=str(data.get("question", "")),
+                   smoke=dict(data.get("smoke") or {}), slurm=dict(data.get("slurm") or {}), path=path)
+        spec.runs()  # validates every arm before anything runs
+        return spec
+
+    # ------------------------------------------------------------------ expansion
+    def runs(self, smoke: bool = False) -> list[RunPlan]:
+        """Every (arm, seed) as a resolved plan; ``smoke`` gives micro presets and a few steps."""
+        seeds = self.smoke.get("seeds", self.seeds[:2]) if smoke else self.seeds
+        plans = []
+        for arm, overrides in self.arms.items():
+            for seed in seeds:
+                plans.append(self.resolve(arm, {**self.base, **overrides}, seed, smoke))
+        return plans
+
+    def resolve(self, arm: str, overrides: dict[str, Any], seed: int, smoke: bool) -> RunPlan:
+        try:
+            return resolve_run(self.study, arm, overrides, seed, smoke)
+        except (SweepConfigError, StageConfigError, ValueError, TypeError) as error:
+            raise SweepConfigError(f"{self.path or 'sweep'}: arms.{arm}: {error}") from None
+
+
+# ============================================================================ resolving one run
+def resolve_run(study: str, arm: str, overrides: dict[str, Any], seed: int, smoke: bool = False) -> RunPlan:
+    """Apply ``overrides`` (base then arm) to the defaults and return the run's plan."""
+    preset = overrides.get("preset", "dsvl-tiny-hybrid")
+    if not isinstance(preset, str):
+        raise SweepConfigError(f"preset must be a preset name, got {preset!r}")
+    model_overrides = {key[len("model."):]: value for key, value in overrides.items() if key.startswith("model.")}
+    check_model_keys(preset, model_overrides)
+    preset = variant_name(preset, model_overrides)
+    names = list(overrides.get("stages", STAGE_NAMES))
+    stage_dicts = {name: json.loads(json.dumps(stage_spec(name).to_dict())) for name in names}
+    evaluation = dataclasses.asdict(Evaluation())
+    for key, value in overrides.items():
+        if key == "preset" or key == "stages" or key.startswith("model."):
+            continue
+        head, _, rest = key.partition(".")
+        if head == "evaluation":
+            set_dotted(evaluation, rest, value, key) if rest else merge_into(evaluation, value, key)
+        elif head == "stages":
+            stage, _, field_path = rest.partition(".")
+            if stage not in stage_dicts:
+                raise SweepConfigError(f"unknown key {key!r}: stage {stage!r} does not run in this arm; "
+                                       f"its stages are {names}{suggest(stage, names)}")
+            set_dotted(stage_dicts[stage], field_path, value, key)
+        else:
+            raise SweepConfigError(f"unknown key {key!r}: keys start with preset, model., stages or evaluation."
+                                   f"{suggest(head, ('preset', 'model', 'stages', 'evaluation'))}")
+    for stage in stage_dicts.values():
+        stage["data"]["seed"] = seed  # the pairing: same seed, same data order and initialisation
+    if smoke:
+        preset, stage_dicts, evaluation = smoke_version(preset, stage_dicts, evaluation)
+    stages = [StageSpec(**stage_dicts[name]) for name in names]
+    check_chain(stages)
+    plan = RunPlan(study, arm, seed, preset, stages, Evaluation(**evaluation))
+    DSVLConfig.from_name(plan.preset)  # an unknown preset or a bad variant fails here
+    for stage in plan.evaluated_stages:
+        if stage not in names:
+            raise SweepConfigError(f"evaluation.after names {stage!r}, which does not run; stages are {names}")
+    return plan
+
+
+def check_model_keys(preset: str, overrides: dict[str, Any]) -> None:
+    fields = DSVLConfig.from_name(preset).to_dict()
+    for key in overrides:
+        target = fields
+        for part in key.split("."):
+            if not isinstance(target, dict) or part not in target:
+                options = list(target) if isinstance(target, dict) else []
+                raise SweepConfigError(f"unknown key 'model.{key}': the config of {preset} has no {part!r}"
+                                       f"{suggest(part, options)}")
+            target = target[part]
+
+
+def set_dotted(target: dict, path: str, value: Any, key: str) -> None:
+    """``target[a][b] = value`` for ``path = "a.b"``; an unknown field is named with the closest one."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        if not isinstance(target.get(part), dict):
+            raise SweepConfigError(f"unknown key {key!r}: no field {part!r} here{suggest(part, list(target))}")
+        target = target[part]
+    if leaf not in target:
+        raise SweepConfigError(f"unknown key {key!r}: no field {leaf!r}{suggest(leaf, list(target))}")
+    if isinstance(target[leaf], dict) and isinstance(value, dict) and leaf == "data":
+        merge_into(target[leaf], value, key)  # stages.X.data: {...} changes the fields it names
+    else:
+        target[leaf] = copy.deepcopy(value)
+
+
+def merge_into(target: dict, values: Any, key: str) -> None:
+    if not isinstance(values, dict):
+        raise SweepConfigError(f"{key} must be a mapping of fields, got {values!r}")
+    for name, value in values.items():
+        set_dotted(target, str(name), value, f"{key}.{name}")
+
+
+def suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, [str(o) for o in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(map(str, options))}"
+
+
+def check_chain(stages: list[StageSpec]) -> None:
+    """The first stage starts from foundation / random weights; each later one continues the one before."""
+    if not stages:
+        raise SweepConfigError("stages lists no stage")
+    if stages[0].starts_from not in ("foundation", "random"):
+        raise SweepConfigError(f"stages.{stages[0].name}.starts_from is {stages[0].starts_from!r}, but it is the "
+                               f"first stage: set it to foundation or random")
+    for before, stage in zip(stages, stages[1:]):
+        if stage.starts_from != before.name:
+            raise SweepConfigError(f"stages.{stage.name}.starts_from is {stage.starts_from!r}, but the stage before "
+                                   f"it is {before.name}: set stages.{stage.name}.starts_from: {before.name}")
+
+
+def smoke_version(preset: str, stages: dict[str, dict], evaluation: dict) -> tuple[str, dict, dict]:
+    """The machinery in seconds: micro presets, 3 steps of batch 4 a stage, 2 questions, no text eval."""
+    from ..training.run import has_foundation
+
+    for size in ("-tiny-", "-small-", "-1.3b-", "-7b-"):
+        preset = preset.replace(size, "-micro-", 1)
+    for stage in stages.values():
+        stage.update(steps=SMOKE_STEPS, warmup_steps=1)
+        stage["data"].update(batch_size=4, warmup_steps=min(stage["data"]["warmup_steps"], 1))
+        if stage["starts_from"] == "foundation" and not has_foundation(preset):
+            stage["starts_from"] = "random"
+    return preset, stages, {**evaluation, "samples": 2, "language": False, "generate": False}
