@@ -45,6 +45,7 @@ class StageNode:
     key: str
     folder: Path
     preset: str
+    precision: str
     spec: dict
     parent: "StageNode | None"
     children: list["StageNode"] = field(default_factory=list)
@@ -66,7 +67,7 @@ class Chain:
     def payload(self, root: Path) -> dict:
         """What a worker needs, as plain data (picklable for processes and Slurm)."""
         return {"root": str(root), "name": self.name,
-                "nodes": [{"folder": str(n.folder), "preset": n.preset, "spec": n.spec,
+                "nodes": [{"folder": str(n.folder), "preset": n.preset, "spec": n.spec, "precision": n.precision,
                            "start": str(n.parent.folder) if n.parent else None,
                            "runs": [run_payload(r, root) for r in n.runs]} for n in self.nodes]}
 
@@ -90,7 +91,7 @@ def build_tree(runs: list[RunPlan], root: Path) -> list[StageNode]:
         for k, stage in enumerate(run.stages):
             key = run.prefix_key(k)
             if key not in nodes:
-                nodes[key] = StageNode(key, stage_folder(root, run, k), run.preset, stage.to_dict(), parent)
+                nodes[key] = StageNode(key, stage_folder(root, run, k), run.preset, run.precision, stage.to_dict(), parent)
                 if parent is not None:
                     parent.children.append(nodes[key])
             parent = nodes[key]
@@ -203,7 +204,8 @@ def train_node(node: dict) -> None:
     # more than its training (a validation after every step, a loader process to start).
     smoke = spec.steps <= SMOKE_STEPS
     run = run_stage(node["preset"], spec, folder, start=node["start"], progress=False, eval_samples=0,
-                    throughput=False, **({"val_every": spec.steps, "num_workers": 0} if smoke else {}))
+                    throughput=False, precision=node["precision"],
+                    **({"val_every": spec.steps, "num_workers": 0} if smoke else {}))
     timing = read_json(folder / "timing.json") or {"invocations": []}
     timing["invocations"].append({"seconds": round(time.perf_counter() - started, 1), "steps": run.steps,
                                   "resumed": run.resumed})
@@ -220,7 +222,8 @@ def evaluate_run(root: Path, run: dict) -> None:
     write_json_atomic(folder / RUN_CARD, {k: run[k] for k in ("name", "arm", "seed", "hash", "study", "resolved")})
     stage_folders = {name: Path(path) for name, path in run["stage_folders"].items()}
     evaluation = run["resolved"]["evaluation"]
-    metrics = {name: evaluate_stage_output(stage_folders[name], name, run["preset"], evaluation, run["seed"])
+    metrics = {name: evaluate_stage_output(stage_folders[name], name, run["preset"], evaluation, run["seed"],
+                                           run["resolved"]["precision"])
                for name in run["evaluated"]}
     result = {"study": run["study"], "arm": run["arm"], "seed": run["seed"], "hash": run["hash"],
               "preset": run["preset"], "metrics": metrics,
@@ -228,7 +231,8 @@ def evaluate_run(root: Path, run: dict) -> None:
     write_json_atomic(folder / RESULT, result)
 
 
-def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dict, seed: int) -> dict[str, float]:
+def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dict, seed: int,
+                          precision: str = "32-true") -> dict[str, float]:
     """Option accuracy per ``family/detail``, their means per detail, and language retention."""
     import torch
 
@@ -241,8 +245,9 @@ def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dic
     model = load_stage_output(folder, stage, preset, receiving="evaluation").to(device).eval()  # checksum checked
     processor = DSVLProcessor.from_config(model.config)
     prompt_format = read_json(folder / "model" / "stage.json")["spec"]["prompt_format"]
-    # bf16 autocast, as the stages' own evaluations run (Lightning's bf16-mixed)
-    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
+    # Autocast as in training (Lightning's bf16-mixed / 16-mixed), none in fp32.
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    with torch.no_grad(), torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
         scores = evaluate_vl(model, processor, families=evaluation["families"], details=evaluation["details"],
                              n=evaluation["samples"], prompt_format=prompt_format,
                              generate=evaluation["generate"], first=seed * EVAL_BLOCK)
