@@ -1,6 +1,6 @@
-"""A real browser check of the attention explorer: JupyterLab 4 on localhost, headless Chromium via Playwright.
+"""A real browser check of the explorers (attention, sweep): JupyterLab 4 on localhost, headless Chromium.
 
-The explorer uses stock ipywidgets only, so it must render in JupyterLab without any custom
+The explorers use stock ipywidgets only, so they must render in JupyterLab without any custom
 JavaScript. This test starts JupyterLab on a free port with a token, opens a notebook holding the
 explorer in Debian's ``chromium`` (Playwright drives the system browser: no browser download),
 runs the cell with Shift+Enter, waits for the widget's ``img``, changes a control and checks that the
@@ -32,8 +32,12 @@ CHROMIUM = os.environ.get("DSVL_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 TRACE = TRACES_DIR / "foundation-chart.safetensors"
-CELL = f"""from dsvl_lab.inspection import AttentionExplorer
+ATTENTION_CELL = f"""from dsvl_lab.inspection import AttentionExplorer
 explorer = AttentionExplorer.from_trace({str(TRACE)!r})
+explorer"""
+STUDIES = Path(__file__).resolve().parents[1] / "ablations"
+SWEEP_CELL = f"""from dsvl_lab.ablations.explorer import SweepExplorer
+explorer = SweepExplorer({str(STUDIES / "encoder")!r})
 explorer"""
 
 
@@ -54,8 +58,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_notebook(folder: Path) -> Path:
-    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": CELL}
+def write_notebook(folder: Path, source: str) -> Path:
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
     notebook = {"cells": [cell], "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)",
                                                              "language": "python", "name": "python3"}},
                 "nbformat": 4, "nbformat_minor": 5}
@@ -114,10 +118,21 @@ def image_bytes(page, src: str) -> bytes:
 
 
 def test_explorer_renders_and_rerenders_in_jupyterlab(tmp_path):
+    check_widget_rerenders(tmp_path, ATTENTION_CELL, "colormap", "viridis", "explorer")
+
+
+def test_sweep_explorer_renders_and_rerenders_in_jupyterlab(tmp_path):
+    if not (STUDIES / "encoder" / "results.csv").is_file():
+        pytest.fail("ablations/encoder/results.csv is missing: the encoder study's committed results must ship")
+    check_widget_rerenders(tmp_path, SWEEP_CELL, "detail", "coarse", "sweep-explorer")
+
+
+def check_widget_rerenders(tmp_path: Path, cell: str, control: str, option: str, name: str) -> None:
+    """Run ``cell`` in JupyterLab, wait for the widget's picture, pick ``option`` in ``control``: a new picture."""
     sync_playwright = browser_or_skip()
     shots = Path(os.environ.get("DSVL_LAB_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
-    write_notebook(tmp_path)
+    write_notebook(tmp_path, cell)
     port, token = free_port(), "dsvl-lab-browser-test"
     lab = start_lab(tmp_path, port, token)
     base = f"http://127.0.0.1:{port}"
@@ -139,18 +154,18 @@ def test_explorer_renders_and_rerenders_in_jupyterlab(tmp_path):
                                        arg=image.element_handle(), timeout=60_000)
                 first_src = image.get_attribute("src")
                 first_bytes = image_bytes(page, first_src)
-                page.screenshot(path=str(shots / "explorer-before.png"), full_page=True)
+                page.screenshot(path=str(shots / f"{name}-before.png"), full_page=True)
 
-                colormap = page.locator(".widget-dropdown", has_text="colormap").locator("select")
-                colormap.select_option("viridis")
+                dropdown = page.locator(".widget-dropdown", has_text=control).locator("select")
+                dropdown.select_option(option)
                 page.wait_for_function("([img, old]) => img.src !== old && img.naturalWidth > 0",
                                        arg=[image.element_handle(), first_src], timeout=60_000)
                 second_src = image.get_attribute("src")
                 second_bytes = image_bytes(page, second_src)
-                page.screenshot(path=str(shots / "explorer-after.png"), full_page=True)
+                page.screenshot(path=str(shots / f"{name}-after.png"), full_page=True)
             except Exception:
-                page.screenshot(path=str(shots / "explorer-failed.png"), full_page=True)
-                print(f"failed; the page as it was: {shots / 'explorer-failed.png'}")
+                page.screenshot(path=str(shots / f"{name}-failed.png"), full_page=True)
+                print(f"failed; the page as it was: {shots / f'{name}-failed.png'}")
                 raise
             finally:
                 browser.close()
@@ -160,9 +175,46 @@ def test_explorer_renders_and_rerenders_in_jupyterlab(tmp_path):
             lab.wait(timeout=20)
         except subprocess.TimeoutExpired:
             lab.kill()
-    print(f"screenshots: {shots / 'explorer-before.png'} and {shots / 'explorer-after.png'}")
+    print(f"screenshots: {shots / f'{name}-before.png'} and {shots / f'{name}-after.png'}")
     assert first_src != second_src
     assert first_bytes[:8] == second_bytes[:8] == b"\x89PNG\r\n\x1a\n"
     assert first_bytes != second_bytes
     if shots != tmp_path / "screenshots":
-        shutil.copy(tmp_path / "lab.log", shots / "lab.log")
+        shutil.copy(tmp_path / "lab.log", shots / f"{name}-lab.log")
+
+
+@pytest.mark.parametrize("notebook, widget", [("04_attention.ipynb", "AttentionExplorer"),
+                                              ("06_encoder_ablation.ipynb", "SweepExplorer")])
+def test_committed_widgets_show_their_picture_without_a_kernel(tmp_path, notebook, widget):
+    """A reader who opens the committed notebook (untrusted, nothing run) sees the widget's last picture."""
+    sync_playwright = browser_or_skip()
+    source = Path(__file__).resolve().parents[1] / "notebooks" / notebook
+    shutil.copy(source, tmp_path / notebook)
+    port, token = free_port(), "dsvl-lab-browser-test"
+    lab = start_lab(tmp_path, port, token)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_lab(f"{base}/api/status?token={token}", lab, tmp_path / "lab.log")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{base}/lab/tree/{notebook}?token={token}", timeout=90_000)
+                page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=90_000)
+                # The explorer's cell is the one whose source creates it; its output must be a picture.
+                cell = page.locator(".jp-Notebook .jp-CodeCell", has_text=f"{widget}(").last
+                cell.scroll_into_view_if_needed(timeout=30_000)
+                picture = cell.locator(".jp-OutputArea-output img").first
+                picture.wait_for(timeout=60_000)
+                page.wait_for_function("img => img.naturalWidth > 100", arg=picture.element_handle(), timeout=30_000)
+                output_text = cell.locator(".jp-OutputArea").inner_text()
+                page.screenshot(path=str(tmp_path / f"{notebook}-committed.png"), full_page=False)
+            finally:
+                browser.close()
+    finally:
+        lab.terminate()
+        try:
+            lab.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lab.kill()
+    assert f"{widget}(children" not in output_text

@@ -425,8 +425,9 @@ def run_local(plan: SweepPlan, todo: list[Chain], jobs: int, say: Callable[[str]
                 say(f"[{elapsed(started)}] finish {chain.name} in {clock(finished_times[-1])}: {verdict}; "
                     f"{len(waiting) + len(running)} chains left, about {left} to go")
     except KeyboardInterrupt:
+        workers = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in list(getattr(pool, "_processes", {}).values()):
+        for process in workers:
             process.terminate()
         status = plan.status()
         say(f"\nstopped: {sum(s == 'done' for s in status.values())} finished runs are kept in {plan.root / 'runs'}; "
@@ -460,3 +461,15 @@ def elapsed(started: float) -> str:
 def clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s"
+
+
+def load_run_model(plan: SweepPlan, arm: str, seed: int, stage: str | None = None):
+    """The trained model of one run (its last stage, or ``stage``), checked against its hand-off card."""
+    from ..training.handoff import load_stage_output
+
+    run = next((r for r in plan.runs if r.arm == arm and r.seed == seed), None)
+    if run is None:
+        raise KeyError(f"no run {arm} seed {seed} in study {plan.spec.study}; arms {list(plan.spec.arms)}")
+    names = [s.name for s in run.stages]
+    k = names.index(stage) if stage else len(names) - 1
+    return load_stage_output(stage_folder(plan.root, run, k), names[k], run.preset, receiving="inspection")

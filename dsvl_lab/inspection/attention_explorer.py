@@ -21,6 +21,7 @@ import ipywidgets as widgets
 
 from . import attention_render as render
 from .attention_trace import AttentionTrace, trace_model, trace_task
+from .static_picture import StaticPicture
 
 VIEWS = {"llm": ("token → image", "token × token", "image mass (layer × head)"), "siglip": ("patch → patch",),
          "sam": ("patch → patch",)}
@@ -52,7 +53,7 @@ def corresponding_query(primary: AttentionTrace, other: AttentionTrace, query):
     return positions[min(offset, len(positions) - 1)] if positions else len(other.tokens) - 1
 
 
-class AttentionExplorer(widgets.VBox):
+class AttentionExplorer(StaticPicture, widgets.VBox):
     """Browse one trace, or several side by side (see :meth:`compare`); it is itself a displayable widget."""
 
     def __init__(self, model_or_trace, image=None, prompt=None, *, others=(), **trace_kwargs) -> None:
