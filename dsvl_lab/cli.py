@@ -581,6 +581,7 @@ def cmd_pipeline(args) -> int:
         arg("--jobs", type=int, default=None,
             help="local processes at once, torch threads split between them (default: one per core, measured fastest)"),
         arg("--dry-run", action="store_true", help="list every run, what is done and what is shared; run nothing"),
+        arg("--seeds", type=int, nargs="+", default=None, help="only these of the study's seeds (default: all)"),
         arg("--executor", default="local", choices=["local", "slurm", "submitit-local", "submitit-debug"],
             help="local processes (default), Slurm job arrays via submitit, or submitit's local/debug stand-ins"),
         arg("--partition", default=None, help="Slurm partition"),
@@ -597,13 +598,14 @@ def cmd_sweep(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise CLIError("--jobs must be 1 or more")
     if args.dry_run:
-        print(describe(plan_sweep(spec, args.out, args.smoke)))
+        print(describe(plan_sweep(spec, args.out, args.smoke, args.seeds)))
         return EXIT_OK
     slurm = {key: value for key, value in (("partition", args.partition), ("time_min", args.time_min),
                                            ("gpus_per_run", args.gpus_per_run),
                                            ("array_parallelism", args.array_parallelism)) if value is not None}
     try:
-        plan = run_sweep(spec, args.out, smoke=args.smoke, jobs=args.jobs, executor=args.executor, slurm=slurm)
+        plan = run_sweep(spec, args.out, smoke=args.smoke, jobs=args.jobs, executor=args.executor, slurm=slurm,
+                         seeds=args.seeds)
     except KeyboardInterrupt:
         return 130
     failed = [name for name, status in plan.status().items() if status != "done"]

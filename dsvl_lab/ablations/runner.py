@@ -318,9 +318,9 @@ def descendants_runs(chain: Chain, chains: list[Chain]) -> list[RunPlan]:
     return found
 
 
-def plan_sweep(spec: SweepSpec, out: str | Path, smoke: bool = False) -> SweepPlan:
+def plan_sweep(spec: SweepSpec, out: str | Path, smoke: bool = False, seeds: list[int] | None = None) -> SweepPlan:
     root = Path(out) / (spec.study + ("-smoke" if smoke else ""))
-    runs = spec.runs(smoke)
+    runs = spec.runs(smoke, seeds)
     nodes = build_tree(runs, root)
     return SweepPlan(spec, root, runs, nodes, build_chains(nodes))
 
@@ -359,9 +359,10 @@ def default_jobs() -> int:
 
 
 def run_sweep(spec: SweepSpec, out: str | Path = "runs/sweeps", smoke: bool = False, jobs: int | None = None,
-              executor: str = "local", slurm: dict | None = None, say: Callable[[str], None] = print) -> SweepPlan:
-    """Run every run of the study that is not done; returns the plan (statuses on disk)."""
-    plan = plan_sweep(spec, out, smoke)
+              executor: str = "local", slurm: dict | None = None, say: Callable[[str], None] = print,
+              seeds: list[int] | None = None) -> SweepPlan:
+    """Run every run of the study that is not done (of ``seeds`` only, if given); returns the plan."""
+    plan = plan_sweep(spec, out, smoke, seeds)
     prepare_root(plan)
     todo = plan.todo()
     say(f"study {spec.study}: {len(plan.runs)} runs, {len(plan.runs) - len(runs_of(todo, plan))} already done, "

@@ -220,9 +220,15 @@ class SweepSpec:
         return spec
 
     # ------------------------------------------------------------------ expansion
-    def runs(self, smoke: bool = False) -> list[RunPlan]:
-        """Every (arm, seed) as a resolved plan; ``smoke`` gives micro presets and a few steps."""
-        seeds = self.smoke.get("seeds", self.seeds[:2]) if smoke else self.seeds
+    def runs(self, smoke: bool = False, seeds: list[int] | None = None) -> list[RunPlan]:
+        """Every (arm, seed) as a resolved plan; ``smoke`` gives micro presets and a few steps;
+        ``seeds`` picks some of the study's seeds (e.g. one seed first, the others later)."""
+        study_seeds = self.smoke.get("seeds", self.seeds[:2]) if smoke else self.seeds
+        unknown = sorted(set(seeds or []) - set(study_seeds))
+        if unknown:
+            raise SweepConfigError(f"seeds {unknown} are not seeds of study {self.study} ({study_seeds}); "
+                                   f"add them to its sweep.yaml")
+        seeds = [s for s in study_seeds if s in seeds] if seeds else study_seeds
         plans = []
         for arm, overrides in self.arms.items():
             for seed in seeds:
