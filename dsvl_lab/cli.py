@@ -582,6 +582,8 @@ def cmd_pipeline(args) -> int:
             help="local processes at once, torch threads split between them (default: one per core, measured fastest)"),
         arg("--dry-run", action="store_true", help="list every run, what is done and what is shared; run nothing"),
         arg("--seeds", type=int, nargs="+", default=None, help="only these of the study's seeds (default: all)"),
+        arg("--reuse-from", default=None,
+            help="another study's run folder: its stage trainings identical to this study's are copied, not rerun"),
         arg("--executor", default="local", choices=["local", "slurm", "submitit-local", "submitit-debug"],
             help="local processes (default), Slurm job arrays via submitit, or submitit's local/debug stand-ins"),
         arg("--partition", default=None, help="Slurm partition"),
@@ -605,7 +607,7 @@ def cmd_sweep(args) -> int:
                                            ("array_parallelism", args.array_parallelism)) if value is not None}
     try:
         plan = run_sweep(spec, args.out, smoke=args.smoke, jobs=args.jobs, executor=args.executor, slurm=slurm,
-                         seeds=args.seeds)
+                         seeds=args.seeds, reuse_from=args.reuse_from)
     except KeyboardInterrupt:
         return 130
     failed = [name for name, status in plan.status().items() if status != "done"]

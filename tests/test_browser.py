@@ -12,6 +12,7 @@ root) or the ``playwright`` package (the ``test`` extra) is missing.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -127,46 +128,21 @@ def test_sweep_explorer_renders_and_rerenders_in_jupyterlab(tmp_path):
     check_widget_rerenders(tmp_path, SWEEP_CELL, "detail", "coarse", "sweep-explorer")
 
 
-def check_widget_rerenders(tmp_path: Path, cell: str, control: str, option: str, name: str) -> None:
-    """Run ``cell`` in JupyterLab, wait for the widget's picture, pick ``option`` in ``control``: a new picture."""
+@contextlib.contextmanager
+def lab_page(folder: Path, notebook: str):
+    """JupyterLab serving ``folder`` and headless Chromium showing ``notebook``: yields (page, base URL, token)."""
     sync_playwright = browser_or_skip()
-    shots = Path(os.environ.get("DSVL_LAB_SCREENSHOTS", tmp_path / "screenshots"))
-    shots.mkdir(parents=True, exist_ok=True)
-    write_notebook(tmp_path, cell)
     port, token = free_port(), "dsvl-lab-browser-test"
-    lab = start_lab(tmp_path, port, token)
+    lab = start_lab(folder, port, token)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_lab(f"{base}/api/status?token={token}", lab, tmp_path / "lab.log")
+        wait_for_lab(f"{base}/api/status?token={token}", lab, folder / "lab.log")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{base}/lab/tree/explorer.ipynb?token={token}", timeout=90_000)
-                editor = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first
-                editor.wait_for(timeout=90_000)
-                wait_for_kernel(base, token, page)
-                editor.click()
-                page.keyboard.press("Shift+Enter")
-                image = page.locator(".jp-OutputArea-output img.widget-image").first
-                image.wait_for(timeout=120_000)
-                page.wait_for_function("img => img.src.startsWith('blob:') && img.naturalWidth > 0",
-                                       arg=image.element_handle(), timeout=60_000)
-                first_src = image.get_attribute("src")
-                first_bytes = image_bytes(page, first_src)
-                page.screenshot(path=str(shots / f"{name}-before.png"), full_page=True)
-
-                dropdown = page.locator(".widget-dropdown", has_text=control).locator("select")
-                dropdown.select_option(option)
-                page.wait_for_function("([img, old]) => img.src !== old && img.naturalWidth > 0",
-                                       arg=[image.element_handle(), first_src], timeout=60_000)
-                second_src = image.get_attribute("src")
-                second_bytes = image_bytes(page, second_src)
-                page.screenshot(path=str(shots / f"{name}-after.png"), full_page=True)
-            except Exception:
-                page.screenshot(path=str(shots / f"{name}-failed.png"), full_page=True)
-                print(f"failed; the page as it was: {shots / f'{name}-failed.png'}")
-                raise
+                page.goto(f"{base}/lab/tree/{notebook}?token={token}", timeout=90_000)
+                yield page, base, token
             finally:
                 browser.close()
     finally:
@@ -175,6 +151,39 @@ def check_widget_rerenders(tmp_path: Path, cell: str, control: str, option: str,
             lab.wait(timeout=20)
         except subprocess.TimeoutExpired:
             lab.kill()
+
+
+def check_widget_rerenders(tmp_path: Path, cell: str, control: str, option: str, name: str) -> None:
+    """Run ``cell`` in JupyterLab, wait for the widget's picture, pick ``option`` in ``control``: a new picture."""
+    shots = Path(os.environ.get("DSVL_LAB_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    write_notebook(tmp_path, cell)
+    with lab_page(tmp_path, "explorer.ipynb") as (page, base, token):
+        try:
+            editor = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first
+            editor.wait_for(timeout=90_000)
+            wait_for_kernel(base, token, page)
+            editor.click()
+            page.keyboard.press("Shift+Enter")
+            image = page.locator(".jp-OutputArea-output img.widget-image").first
+            image.wait_for(timeout=120_000)
+            page.wait_for_function("img => img.src.startsWith('blob:') && img.naturalWidth > 0",
+                                   arg=image.element_handle(), timeout=60_000)
+            first_src = image.get_attribute("src")
+            first_bytes = image_bytes(page, first_src)
+            page.screenshot(path=str(shots / f"{name}-before.png"), full_page=True)
+
+            dropdown = page.locator(".widget-dropdown", has_text=control).locator("select")
+            dropdown.select_option(option)
+            page.wait_for_function("([img, old]) => img.src !== old && img.naturalWidth > 0",
+                                   arg=[image.element_handle(), first_src], timeout=60_000)
+            second_src = image.get_attribute("src")
+            second_bytes = image_bytes(page, second_src)
+            page.screenshot(path=str(shots / f"{name}-after.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(shots / f"{name}-failed.png"), full_page=True)
+            print(f"failed; the page as it was: {shots / f'{name}-failed.png'}")
+            raise
     print(f"screenshots: {shots / f'{name}-before.png'} and {shots / f'{name}-after.png'}")
     assert first_src != second_src
     assert first_bytes[:8] == second_bytes[:8] == b"\x89PNG\r\n\x1a\n"
@@ -187,34 +196,14 @@ def check_widget_rerenders(tmp_path: Path, cell: str, control: str, option: str,
                                               ("06_encoder_ablation.ipynb", "SweepExplorer")])
 def test_committed_widgets_show_their_picture_without_a_kernel(tmp_path, notebook, widget):
     """A reader who opens the committed notebook (untrusted, nothing run) sees the widget's last picture."""
-    sync_playwright = browser_or_skip()
-    source = Path(__file__).resolve().parents[1] / "notebooks" / notebook
-    shutil.copy(source, tmp_path / notebook)
-    port, token = free_port(), "dsvl-lab-browser-test"
-    lab = start_lab(tmp_path, port, token)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_lab(f"{base}/api/status?token={token}", lab, tmp_path / "lab.log")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{base}/lab/tree/{notebook}?token={token}", timeout=90_000)
-                page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=90_000)
-                # The explorer's cell is the one whose source creates it; its output must be a picture.
-                cell = page.locator(".jp-Notebook .jp-CodeCell", has_text=f"{widget}(").last
-                cell.scroll_into_view_if_needed(timeout=30_000)
-                picture = cell.locator(".jp-OutputArea-output img").first
-                picture.wait_for(timeout=60_000)
-                page.wait_for_function("img => img.naturalWidth > 100", arg=picture.element_handle(), timeout=30_000)
-                output_text = cell.locator(".jp-OutputArea").inner_text()
-                page.screenshot(path=str(tmp_path / f"{notebook}-committed.png"), full_page=False)
-            finally:
-                browser.close()
-    finally:
-        lab.terminate()
-        try:
-            lab.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            lab.kill()
+    shutil.copy(Path(__file__).resolve().parents[1] / "notebooks" / notebook, tmp_path / notebook)
+    with lab_page(tmp_path, notebook) as (page, _, _):
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=90_000)
+        # The explorer's cell is the last one whose source creates it; its output must be a picture.
+        cell = page.locator(".jp-Notebook .jp-CodeCell", has_text=f"{widget}(").last
+        cell.scroll_into_view_if_needed(timeout=30_000)
+        picture = cell.locator(".jp-OutputArea-output img").first
+        picture.wait_for(timeout=60_000)
+        page.wait_for_function("img => img.naturalWidth > 100", arg=picture.element_handle(), timeout=30_000)
+        output_text = cell.locator(".jp-OutputArea").inner_text()
     assert f"{widget}(children" not in output_text

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import write_json_atomic
-from .spec import EVAL_BLOCK, SMOKE_STEPS, RunPlan, SweepSpec
+from ..training.run import SMOKE_STEPS
+from .spec import EVAL_BLOCK, RunPlan, SweepSpec
 
 RESULT, ERROR, RUN_CARD = "result.json", "error.json", "run.json"
 
@@ -358,12 +359,37 @@ def default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def reuse_stages(plan: SweepPlan, source: str | Path, say: Callable[[str], None] = print) -> int:
+    """Copy finished stage trainings of another study's run root that this plan needs.
+
+    Stage folders are named by stage, seed and the hash of everything that decides them (preset,
+    precision, every stage up to this one), so a folder of the same name in another study is the
+    same training: e.g. the adaptor study's hybrid-MLP arm is the encoder study's hybrid arm.
+    """
+    import shutil
+
+    copied = 0
+    for node in plan.nodes:
+        other = Path(source) / "stages" / node.folder.name
+        if not stage_done(node.folder, node.preset, node.spec) and stage_done(other, node.preset, node.spec):
+            shutil.rmtree(node.folder, ignore_errors=True)  # a partial training of the same stage
+            shutil.copytree(other, node.folder)
+            copied += 1
+    say(f"reused {copied} finished stage trainings from {source}")
+    return copied
+
+
 def run_sweep(spec: SweepSpec, out: str | Path = "runs/sweeps", smoke: bool = False, jobs: int | None = None,
               executor: str = "local", slurm: dict | None = None, say: Callable[[str], None] = print,
-              seeds: list[int] | None = None) -> SweepPlan:
-    """Run every run of the study that is not done (of ``seeds`` only, if given); returns the plan."""
+              seeds: list[int] | None = None, reuse_from: str | Path | None = None) -> SweepPlan:
+    """Run every run of the study that is not done (of ``seeds`` only, if given); returns the plan.
+
+    ``reuse_from``: another study's run root whose identical stage trainings are copied, not rerun.
+    """
     plan = plan_sweep(spec, out, smoke, seeds)
     prepare_root(plan)
+    if reuse_from:
+        reuse_stages(plan, reuse_from, say)
     todo = plan.todo()
     say(f"study {spec.study}: {len(plan.runs)} runs, {len(plan.runs) - len(runs_of(todo, plan))} already done, "
         f"{len(todo)} chains to run in {plan.root}")

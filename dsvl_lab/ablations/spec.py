@@ -51,11 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DSVLConfig, variant_name
+from ..training.run import SMOKE_STEPS
 from ..training.spec import STAGE_NAMES, StageConfigError, StageSpec, stage_spec
 
 EVAL_BLOCK = 10_000  # seed s answers evaluation questions s * EVAL_BLOCK ... (disjoint blocks)
 DIRECTIONS = ("greater", "less")
-SMOKE_STEPS = 3
 TOP_KEYS = ("study", "question", "base", "arms", "seeds", "baseline", "claims", "curves", "smoke", "slurm")
 
 
