@@ -6,7 +6,7 @@ writes:
 
 - ``results.csv``: one row per (stage, metric, arm): n seeds, mean, SD, 95% Student-t interval, the
   per-seed values, and against the baseline arm the paired per-seed differences' mean, 95% interval
-  and verdict;
+  and whether it is higher, lower or inconclusive (claims get their verdicts in ``results.md``);
 - ``results.md``: the same as tables, the claims with their verdicts, and the cost of the runs;
 - ``<stage>-intervals.png`` (every seed a dot, the mean with its interval) and one
   ``curve-<stage>-<metric>.png`` per learning curve the YAML asks for (mean and +-1 SD band).
@@ -32,7 +32,6 @@ from .spec import Claim, SweepSpec
 
 CSV_COLUMNS = ("stage", "metric", "arm", "n", "mean", "sd", "ci_low", "ci_high", "seeds", "values", "baseline",
                "diff_mean", "diff_ci_low", "diff_ci_high", "verdict")
-LOWER_IS_BETTER = ("text_perplexity",)
 
 
 # ============================================================================ statistics
@@ -71,8 +70,10 @@ def verdict(diff: Interval, direction: str = "greater", margin: float = 0.0) -> 
     return f"inconclusive at n={diff.n}"
 
 
-def direction_of(metric: str) -> str:
-    return "less" if metric in LOWER_IS_BETTER or metric.endswith("loss") else "greater"
+def difference_word(diff: Interval) -> str:
+    """For a metric no claim is about: 'higher' / 'lower' when the paired interval excludes 0."""
+    word = verdict(diff, "greater")
+    return {"supported": "higher", "refuted": "lower"}.get(word, word)
 
 
 # ============================================================================ collecting
@@ -91,14 +92,22 @@ def load_results(root: Path) -> tuple[SweepSpec, list[dict], list[str]]:
     return spec, results, missing
 
 
-def per_seed(results: list[dict]) -> dict[tuple[str, str, str], dict[int, float]]:
-    """{(stage, metric, arm): {seed: value}} for every metric that is not a chance level."""
+def per_seed(results: list[dict], curves: list[str] = ()) -> dict[tuple[str, str, str], dict[int, float]]:
+    """{(stage, metric, arm): {seed: value}} for every metric that is not a chance level, plus, for each
+    ``curves`` entry ``<stage>:<metric>``, the metric's mean over the last tenth of the stage (``end <metric>``)."""
     table: dict[tuple[str, str, str], dict[int, float]] = {}
     for result in results:
         for stage, metrics in result["metrics"].items():
             for metric, value in metrics.items():
                 if not metric.endswith("/chance"):
                     table.setdefault((stage, metric, result["arm"]), {})[result["seed"]] = value
+        for entry in curves:
+            stage, _, metric = entry.partition(":")
+            points = result["stages"].get(stage, {}).get("curves", {}).get(metric, [])
+            if points:
+                last = max(step for step, _ in points)
+                tail = [value for step, value in points if step >= 0.9 * last]
+                table.setdefault((stage, f"end {metric}", result["arm"]), {})[result["seed"]] = sum(tail) / len(tail)
     return table
 
 
@@ -121,7 +130,7 @@ def chance_levels(results: list[dict]) -> dict[tuple[str, str], float]:
 
 def summary_rows(spec: SweepSpec, results: list[dict]) -> list[dict]:
     """One row per (stage, metric, arm), in the order stages, metrics and arms first appear."""
-    table = per_seed(results)
+    table = per_seed(results, spec.curves)
     arms = list(spec.arms)
     keys = sorted({(stage, metric) for stage, metric, _ in table},
                   key=lambda k: (first_index(results, k[0]), metric_order(k[1])))
@@ -141,15 +150,16 @@ def summary_rows(spec: SweepSpec, results: list[dict]) -> list[dict]:
             if arm != spec.baseline and paired:
                 diff = t_interval([values[s] - base[s] for s in paired])
                 row["diff"] = diff
-                row["verdict"] = verdict(diff, direction_of(metric))
+                row["verdict"] = difference_word(diff)
             rows.append(row)
     return rows
 
 
 def first_index(results: list[dict], stage: str) -> int:
+    """Stages in the order the runs train them."""
     for result in results:
-        if stage in result["metrics"]:
-            return list(result["stages"]).index(stage) if stage in result["stages"] else 99
+        if stage in result["stages"]:
+            return list(result["stages"]).index(stage)
     return 99
 
 
@@ -224,7 +234,7 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
             lines.append(f"| {metric} | {fmt(levels.get((stage, metric)), 2)} | "
                          + " | ".join(cells.get(a, "-") for a in arms) + " |")
         lines += ["", f"Paired differences against the baseline `{spec.baseline}` (arm - baseline, same seed): "
-                      "mean [95% CI], verdict in the metric's better direction.", "",
+                      "mean [95% CI]; higher / lower when the interval excludes 0.", "",
                   "| metric | " + " | ".join(a for a in arms if a != spec.baseline) + " |",
                   "|---|" + "---|" * (len(arms) - 1)]
         for metric in dict.fromkeys(r["metric"] for r in stage_rows):

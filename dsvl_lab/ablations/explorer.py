@@ -66,16 +66,22 @@ class SweepExplorer(StaticPicture, widgets.VBox):
     def _load_study(self) -> None:
         self.rows = read_results_csv(self.studies[self.study.value])
         self._quiet = True
-        self.stage.options = list(dict.fromkeys(r["stage"] for r in self.rows))
-        self.detail.options = [d for d in ("fine", "coarse") if any(r["metric"].endswith("/" + d) for r in self.rows)] \
-            + (["other"] if any(self.is_other(r["metric"]) for r in self.rows) else [])
-        self._fill_families()
+        stages = list(dict.fromkeys(r["stage"] for r in self.rows))
+        set_options(self.stage, stages, stages[-1])  # the runs' end point first (earlier stages: their curves)
+        self._fill_details()
         self._quiet = False
+
+    def _fill_details(self) -> None:
+        """The detail levels the stage's metrics have (fine, coarse, other), then its families."""
+        stage_metrics = [r["metric"] for r in self.rows if r["stage"] == self.stage.value]
+        set_options(self.detail, [d for d in ("fine", "coarse") if any(m.endswith("/" + d) for m in stage_metrics)]
+                    + (["other"] if any(self.is_other(m) for m in stage_metrics) else []))
+        self._fill_families()
 
     def _fill_families(self) -> None:
         metrics = self.metric_names(all_families=True)
-        self.family.options = [ALL] + [m.split("/")[0] for m in metrics] if self.detail.value != "other" \
-            else ["all metrics"] + metrics
+        set_options(self.family, [ALL] + [m.split("/")[0] for m in metrics] if self.detail.value != "other"
+                    else ["all metrics"] + metrics)
 
     @staticmethod
     def is_other(metric: str) -> bool:
@@ -98,7 +104,11 @@ class SweepExplorer(StaticPicture, widgets.VBox):
             return
         if change["owner"] is self.study:
             self._load_study()
-        elif change["owner"] in (self.stage, self.detail):
+        elif change["owner"] is self.stage:
+            self._quiet = True
+            self._fill_details()
+            self._quiet = False
+        elif change["owner"] is self.detail:
             self._quiet = True
             self._fill_families()
             self._quiet = False
@@ -131,6 +141,12 @@ class SweepExplorer(StaticPicture, widgets.VBox):
         plt.close(figure)
         self.image.value = buffer.getvalue()
         self.table.value = seed_table(rows)
+
+
+def set_options(dropdown: widgets.Dropdown, options: list[str], value: str | None = None) -> None:
+    """New options and a value among them (the first unless given)."""
+    dropdown.options = options
+    dropdown.value = value if value is not None else (options[0] if options else None)
 
 
 def seed_table(rows: list[dict]) -> str:
