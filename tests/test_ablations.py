@@ -221,3 +221,29 @@ def test_explorer_opens_from_a_results_csv(smoke_sweep, tmp_path):
     assert explorer.image.value != first and "chart/coarse" in explorer.table.value
     explorer.family.value = "mean"
     assert "mean/coarse" in explorer.table.value and "chart/coarse" not in explorer.table.value
+
+
+def test_another_study_reuses_identical_stage_trainings(smoke_sweep, tmp_path):
+    study = yaml.safe_load(ENCODER.read_text())
+    study.update(study="encoder-copy", arms={"hybrid": study["arms"]["hybrid"]}, baseline="hybrid", claims=[])
+    spec = SweepSpec.from_dict(study, write_yaml(tmp_path, study))
+    lines: list[str] = []
+    plan = run_sweep(spec, tmp_path / "out", smoke=True, jobs=2, reuse_from=smoke_sweep, say=lines.append)
+    assert "reused 6 finished stage trainings" in "\n".join(lines)  # 3 stages x 2 seeds, none retrained
+    assert not list(plan.root.glob("logs/*.log")) or all("already trained" in p.read_text()
+                                                          for p in plan.root.glob("logs/*.log"))
+    copied = metrics_of(plan.root)
+    original = {name: m for name, m in metrics_of(smoke_sweep).items() if name.startswith("hybrid-")}
+    assert copied == original
+
+
+def test_explorer_output_carries_its_picture_for_readers_without_a_kernel(smoke_sweep, tmp_path):
+    import base64
+
+    from dsvl_lab.ablations.explorer import SweepExplorer
+
+    aggregate(smoke_sweep, tmp_path / "encoder")
+    explorer = SweepExplorer(tmp_path / "encoder")
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]) == explorer.image.value

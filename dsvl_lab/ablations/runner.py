@@ -349,9 +349,12 @@ def prepare_root(plan: SweepPlan) -> None:
     """The study's run root with a copy of its YAML (what `dsvl-lab aggregate` reads)."""
     from ..atomic import write_text_atomic
 
+    import yaml
+
     plan.root.mkdir(parents=True, exist_ok=True)
-    if plan.spec.path is not None:
-        write_text_atomic(plan.root / "sweep.yaml", plan.spec.path.read_text())
+    text = plan.spec.path.read_text() if plan.spec.path is not None else \
+        yaml.safe_dump(plan.spec.source, sort_keys=False)  # a study built in Python (a notebook)
+    write_text_atomic(plan.root / "sweep.yaml", text)
 
 
 def default_jobs() -> int:

@@ -171,6 +171,7 @@ class SweepSpec:
     smoke: dict[str, Any] = field(default_factory=dict)
     slurm: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    source: dict[str, Any] = field(default_factory=dict)  # the mapping it was read from
 
     @classmethod
     def load(cls, path: str | Path) -> "SweepSpec":
@@ -215,7 +216,8 @@ class SweepSpec:
         spec = cls(study=str(data["study"]), arms={str(k): dict(v or {}) for k, v in arms.items()},
                    seeds=list(seeds), baseline=str(data["baseline"]), base=dict(data.get("base") or {}),
                    claims=claims, curves=list(data.get("curves") or []), question=str(data.get("question", "")),
-                   smoke=dict(data.get("smoke") or {}), slurm=dict(data.get("slurm") or {}), path=path)
+                   smoke=dict(data.get("smoke") or {}), slurm=dict(data.get("slurm") or {}), path=path,
+                   source=copy.deepcopy(data))
         spec.runs()  # validates every arm before anything runs
         return spec
 
