@@ -179,6 +179,11 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def mean_ci(mean: float, low: float, high: float) -> str:
+    """``0.660 [0.529, 0.791]``; the mean alone where one seed gives no interval."""
+    return fmt(mean) if math.isnan(low) else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
+
+
 def results_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -220,7 +225,7 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
         for claim, row, word in claim_verdicts(spec, rows):
             what = claim.text or f"{claim.arm} {claim.direction} than {spec.baseline} on {claim.metric}"
             diff = row["diff"] if row else None
-            cell = f"{fmt(diff.mean)} [{fmt(diff.low)}, {fmt(diff.high)}]" if diff else "-"
+            cell = mean_ci(diff.mean, diff.low, diff.high) if diff else "-"
             margin = f" (margin {claim.margin:g})" if claim.margin else ""
             lines.append(f"| {what}{margin} | {cell} | {word} |")
         lines.append("")
@@ -229,8 +234,7 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
         lines += [f"## After {stage}: mean [95% CI] per arm", "",
                   "| metric | chance | " + " | ".join(arms) + " |", "|---|---|" + "---|" * len(arms)]
         for metric in dict.fromkeys(r["metric"] for r in stage_rows):
-            cells = {r["arm"]: f"{fmt(r['mean'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
-                     for r in stage_rows if r["metric"] == metric}
+            cells = {r["arm"]: mean_ci(r["mean"], r["ci_low"], r["ci_high"]) for r in stage_rows if r["metric"] == metric}
             lines.append(f"| {metric} | {fmt(levels.get((stage, metric)), 2)} | "
                          + " | ".join(cells.get(a, "-") for a in arms) + " |")
         lines += ["", f"Paired differences against the baseline `{spec.baseline}` (arm - baseline, same seed): "
@@ -238,7 +242,7 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
                   "| metric | " + " | ".join(a for a in arms if a != spec.baseline) + " |",
                   "|---|" + "---|" * (len(arms) - 1)]
         for metric in dict.fromkeys(r["metric"] for r in stage_rows):
-            cells = {r["arm"]: f"{fmt(r['diff'].mean)} [{fmt(r['diff'].low)}, {fmt(r['diff'].high)}] {r['verdict']}"
+            cells = {r["arm"]: f"{mean_ci(r['diff'].mean, r['diff'].low, r['diff'].high)} {r['verdict']}"
                      for r in stage_rows if r["metric"] == metric and r["diff"]}
             lines.append(f"| {metric} | " + " | ".join(cells.get(a, "-") for a in arms if a != spec.baseline) + " |")
         lines.append("")

@@ -54,7 +54,8 @@ def plot_contrast(examples: list[Contrast], low_size: int, panel: float = 2.4):
     for column, example in enumerate(examples):
         qa = example.sample.qa[0]
         axes[0][column].imshow(high_res_view(example.sample.image))
-        axes[1][column].imshow(low_res_view(example.sample.image, low_size), interpolation="nearest")
+        # the antialiased resize overshoots [0, 1] by a hair at sharp edges
+        axes[1][column].imshow(low_res_view(example.sample.image, low_size).clip(0, 1), interpolation="nearest")
         said = ", ".join(f"{arm}: {choice}" for arm, choice in example.answers.items())
         axes[0][column].set_title(f"{example.sample.family}: {qa.question}\nanswer {qa.answer} | {said}", fontsize=7)
         axes[1][column].set_title(f"the {low_size} px view", fontsize=7)
