@@ -152,12 +152,14 @@ def test_smoke_sweep_finishes_every_run_and_aggregates_byte_for_byte(smoke_sweep
     assert set(plan_sweep(SweepSpec.load(ENCODER), smoke_sweep.parent, smoke=True).status().values()) == {"done"}
     results = metrics_of(smoke_sweep)
     assert len(results) == 6 and all("mean/fine" in m["stage3_sft"] for m in results.values())
-    first = aggregate(smoke_sweep, tmp_path / "a")
-    aggregate(smoke_sweep, tmp_path / "b")
-    for name in ("results.csv", "results.md", "stage3_sft-intervals.png", "curve-stage2_joint-train_loss_vl.png"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    names = ("results.csv", "results.md", "stage3_sft-intervals.png", "curve-stage2_joint-train_loss_vl.png")
+    first = aggregate(smoke_sweep, tmp_path)
+    before = {name: (tmp_path / name).read_bytes() for name in names}
+    aggregate(smoke_sweep, tmp_path)
+    for name in names:
+        assert (tmp_path / name).read_bytes() == before[name], name
+    table = (tmp_path / "results.csv").read_text().splitlines()
     assert first["missing"] == []
-    table = (tmp_path / "a" / "results.csv").read_text().splitlines()
     assert table[0].startswith("stage,metric,arm,n,mean,sd,ci_low,ci_high")
     assert any(line.startswith("stage3_sft,mean/fine,hybrid,2,") for line in table)
     # Each run keeps a TensorBoard log beside its CSV log.
