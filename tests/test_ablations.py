@@ -249,3 +249,13 @@ def test_explorer_output_carries_its_picture_for_readers_without_a_kernel(smoke_
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert base64.b64decode(bundle["image/png"]) == explorer.image.value
+
+
+@pytest.mark.parametrize("study", sorted(p.parent.name for p in (ROOT / "ablations").glob("*/sweep.yaml")))
+def test_every_committed_study_validates_and_ships_its_results(study):
+    folder = ROOT / "ablations" / study
+    spec = SweepSpec.load(folder / "sweep.yaml")
+    assert spec.study == study and len(spec.seeds) >= 3
+    assert spec.runs(smoke=True) and all("micro" in run.preset for run in spec.runs(smoke=True))
+    for name in ("README.md", "results.md", "results.csv", "stage3_sft-intervals.png"):
+        assert (folder / name).is_file(), f"{study}: {name} is missing"
