@@ -253,10 +253,12 @@ class DSVLConfig:
             *parents, leaf = key.replace("__", ".").split(".")
             for parent in parents:
                 if target.get(parent) is None:
-                    raise ValueError(f"cannot override {key!r}: {parent!r} is not set in this config")
+                    raise ValueError(f"cannot override {key!r}: {parent!r} is not set in this config"
+                                     f"{did_you_mean(parent, target)}")
                 target = target[parent]
             if leaf not in target:
-                raise ValueError(f"cannot override {key!r}: no field {leaf!r}; fields are {sorted(target)}")
+                raise ValueError(f"cannot override {key!r}: no field {leaf!r}{did_you_mean(leaf, target)}; "
+                                 f"fields are {sorted(target)}")
             target[leaf] = value
         return DSVLConfig.from_dict(data)
 
@@ -276,6 +278,14 @@ class DSVLConfig:
         if variant:
             config = dataclasses.replace(config.replace(**variant), name=name)
         return config.replace(**overrides) if overrides else config
+
+
+def did_you_mean(word: str, options) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``options``, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(word, [str(o) for o in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # ---------------------------------------------------------------------------------------- preset variants

@@ -22,6 +22,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..inspection.static_picture import StaticPicture
+from .aggregate import fmt
 from .plots import draw_intervals, read_results_csv
 
 FIGURE_INCHES = (7.5, 3.6)
@@ -152,17 +153,16 @@ def set_options(dropdown: widgets.Dropdown, options: list[str], value: str | Non
 def seed_table(rows: list[dict]) -> str:
     """An HTML table: one row per (metric, arm), a column per seed, mean [CI], paired difference, verdict."""
     seeds = sorted({s for r in rows for s in r["seeds"]})
-    number = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
     head = "".join(f"<th>seed {s}</th>" for s in seeds)
     lines = ["<table style='font-size:12px;border-collapse:collapse'>",
              f"<tr><th>metric</th><th>arm</th>{head}<th>mean [95% CI]</th><th>minus baseline [95% CI]</th>"
              f"<th>verdict</th></tr>"]
     for r in rows:
         values = dict(zip(r["seeds"], r["values"]))
-        cells = "".join(f"<td>{number(values.get(s))}</td>" for s in seeds)
+        cells = "".join(f"<td>{fmt(values.get(s))}</td>" for s in seeds)
         diff = "" if math.isnan(r["diff_mean"]) else \
-            f"{number(r['diff_mean'])} [{number(r['diff_ci_low'])}, {number(r['diff_ci_high'])}]"
+            f"{fmt(r['diff_mean'])} [{fmt(r['diff_ci_low'])}, {fmt(r['diff_ci_high'])}]"
         lines.append(f"<tr><td>{html.escape(r['metric'])}</td><td>{html.escape(r['arm'])}</td>{cells}"
-                     f"<td>{number(r['mean'])} [{number(r['ci_low'])}, {number(r['ci_high'])}]</td>"
+                     f"<td>{fmt(r['mean'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]</td>"
                      f"<td>{diff}</td><td>{html.escape(r['verdict'])}</td></tr>")
     return "\n".join(lines + ["</table>"])

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..atomic import write_json_atomic
+from ..atomic import write_json_atomic, write_text_atomic
+from ..training.handoff import made_by
 from ..training.run import SMOKE_STEPS
 from .spec import EVAL_BLOCK, RunPlan, SweepSpec
 
@@ -128,14 +129,6 @@ def run_status(root: Path, run: RunPlan) -> str:
     return "failed" if (folder / ERROR).is_file() else "pending"
 
 
-def stage_done(folder: Path, preset: str, spec: dict) -> bool:
-    """A stage folder whose hand-off card was written by this preset and this very spec."""
-    from ..training.handoff import read_card
-
-    card = read_card(folder / "model") if (folder / "model").is_dir() else None
-    return card is not None and card.get("preset") == preset and card.get("spec") == json.loads(json.dumps(spec))
-
-
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text()) if path.is_file() else None
@@ -196,7 +189,7 @@ def train_node(node: dict) -> None:
     from ..training.spec import StageSpec
 
     folder = Path(node["folder"])
-    if stage_done(folder, node["preset"], node["spec"]):
+    if made_by(folder, node["preset"], node["spec"]):
         print(f"{folder.name}: already trained, reused", flush=True)
         return
     started = time.perf_counter()
@@ -220,7 +213,7 @@ def evaluate_run(root: Path, run: dict) -> None:
     if existing is not None and existing.get("hash") == run["hash"]:
         return
     (folder / ERROR).unlink(missing_ok=True)
-    write_json_atomic(folder / RUN_CARD, {k: run[k] for k in ("name", "arm", "seed", "hash", "study", "resolved")})
+    write_run_card(root, run)
     stage_folders = {name: Path(path) for name, path in run["stage_folders"].items()}
     evaluation = run["resolved"]["evaluation"]
     metrics = {name: evaluate_stage_output(stage_folders[name], name, run["preset"], evaluation, run["seed"],
@@ -240,12 +233,12 @@ def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dic
     from ..data.lm_eval import language_retention
     from ..metrics.vl_eval import evaluate_vl
     from ..processor import DSVLProcessor
-    from ..training.handoff import load_stage_output
+    from ..training.handoff import load_stage_output, model_folder, read_card
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_stage_output(folder, stage, preset, receiving="evaluation").to(device).eval()  # checksum checked
     processor = DSVLProcessor.from_config(model.config)
-    prompt_format = read_json(folder / "model" / "stage.json")["spec"]["prompt_format"]
+    prompt_format = read_card(model_folder(folder))["spec"]["prompt_format"]
     # Autocast as in training (Lightning's bf16-mixed / 16-mixed), none in fp32.
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     with torch.no_grad(), torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -283,10 +276,15 @@ def stage_summary(folder: Path) -> dict:
             "curves": curves}
 
 
+def write_run_card(root: Path, run: dict) -> None:
+    """``runs/<run>/run.json``: the run's resolved spec, written when it is evaluated or fails."""
+    write_json_atomic(root / "runs" / run["name"] / RUN_CARD,
+                      {k: run[k] for k in ("name", "arm", "seed", "hash", "study", "resolved")})
+
+
 def record_failure(root: Path, run: dict, message: str, trace: str) -> None:
-    folder = root / "runs" / run["name"]
-    write_json_atomic(folder / RUN_CARD, {k: run[k] for k in ("name", "arm", "seed", "hash", "study", "resolved")})
-    write_json_atomic(folder / ERROR, {"run": run["name"], "error": message, "traceback": trace})
+    write_run_card(root, run)
+    write_json_atomic(root / "runs" / run["name"] / ERROR, {"run": run["name"], "error": message, "traceback": trace})
 
 
 # ============================================================================ the sweep
@@ -335,7 +333,7 @@ def describe(plan: SweepPlan) -> str:
         lines.append(f"  {status[run.name]:8s} {run.name:32s} {run.preset}  "
                      f"{' -> '.join(f'{s.name}({s.steps})' for s in run.stages)}")
     shared = [n for n in plan.nodes if len(n.children) > 1 or (n.children and n.runs)]
-    trained = sum(stage_done(n.folder, n.preset, n.spec) for n in plan.nodes)
+    trained = sum(made_by(n.folder, n.preset, n.spec) for n in plan.nodes)
     lines.append(f"{len(plan.nodes)} stage trainings for {sum(len(r.stages) for r in plan.runs)} run stages "
                  f"({trained} already trained); shared:")
     lines += [f"  {n.folder.name} -> {len(n.children) + bool(n.runs)} continuations" for n in shared] or ["  none"]
@@ -347,8 +345,6 @@ def describe(plan: SweepPlan) -> str:
 
 def prepare_root(plan: SweepPlan) -> None:
     """The study's run root with a copy of its YAML (what `dsvl-lab aggregate` reads)."""
-    from ..atomic import write_text_atomic
-
     import yaml
 
     plan.root.mkdir(parents=True, exist_ok=True)
@@ -374,7 +370,7 @@ def reuse_stages(plan: SweepPlan, source: str | Path, say: Callable[[str], None]
     copied = 0
     for node in plan.nodes:
         other = Path(source) / "stages" / node.folder.name
-        if not stage_done(node.folder, node.preset, node.spec) and stage_done(other, node.preset, node.spec):
+        if not made_by(node.folder, node.preset, node.spec) and made_by(other, node.preset, node.spec):
             shutil.rmtree(node.folder, ignore_errors=True)  # a partial training of the same stage
             shutil.copytree(other, node.folder)
             copied += 1
@@ -394,8 +390,8 @@ def run_sweep(spec: SweepSpec, out: str | Path = "runs/sweeps", smoke: bool = Fa
     if reuse_from:
         reuse_stages(plan, reuse_from, say)
     todo = plan.todo()
-    say(f"study {spec.study}: {len(plan.runs)} runs, {len(plan.runs) - len(runs_of(todo, plan))} already done, "
-        f"{len(todo)} chains to run in {plan.root}")
+    done = sum(status == "done" for status in plan.status().values())
+    say(f"study {spec.study}: {len(plan.runs)} runs, {done} already done, {len(todo)} chains to run in {plan.root}")
     if executor == "local":
         run_local(plan, todo, jobs or default_jobs(), say)
     else:
@@ -407,11 +403,6 @@ def run_sweep(spec: SweepSpec, out: str | Path = "runs/sweeps", smoke: bool = Fa
     say(f"study {spec.study}: {sum(s == 'done' for s in status.values())}/{len(status)} runs done"
         + (f"; failed: {', '.join(failed)} (see runs/<run>/error.json; run the command again to retry)" if failed else ""))
     return plan
-
-
-def runs_of(chains: list[Chain], plan: SweepPlan) -> set[str]:
-    status = plan.status()
-    return {r.name for c in chains for r in c.runs if status[r.name] != "done"}
 
 
 # ============================================================================ the local executor

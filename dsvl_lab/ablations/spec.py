@@ -21,7 +21,8 @@ Base and arms are *dotted overrides*, applied in that order:
 key                                what it sets
 =================================  ==================================================================
 ``preset``                         the model preset (``dsvl-lab presets``)
-``model.<config field>``           a field of the preset's ``DSVLConfig`` (``model.aligner.depth: 3``):
+``model.<config field>``           a field of the preset's ``DSVLConfig`` (``model.aligner.depth: 3``,
+                                   checked by ``DSVLConfig.replace``):
                                    the run's preset becomes a *variant* ``name[aligner.depth=3]``
 ``stages``                         which stages run, in order (default: the paper's three)
 ``stages.<stage>.<field>``         a ``StageSpec`` field, ``data.`` for its ``StageData``
@@ -43,14 +44,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DSVLConfig, variant_name
+from ..config import DSVLConfig, did_you_mean, variant_name
 from ..training.run import SMOKE_STEPS
 from ..training.spec import STAGE_NAMES, StageConfigError, StageSpec, stage_spec
 
@@ -251,7 +251,6 @@ def resolve_run(study: str, arm: str, overrides: dict[str, Any], seed: int, smok
     if not isinstance(preset, str):
         raise SweepConfigError(f"preset must be a preset name, got {preset!r}")
     model_overrides = {key[len("model."):]: value for key, value in overrides.items() if key.startswith("model.")}
-    check_model_keys(preset, model_overrides)
     preset = variant_name(preset, model_overrides)
     names = list(overrides.get("stages", STAGE_NAMES))
     stage_dicts = {name: json.loads(json.dumps(stage_spec(name).to_dict())) for name in names}
@@ -320,18 +319,6 @@ def fast_bf16() -> bool:
     return seconds[torch.bfloat16] < 2 * seconds[torch.float32]
 
 
-def check_model_keys(preset: str, overrides: dict[str, Any]) -> None:
-    fields = DSVLConfig.from_name(preset).to_dict()
-    for key in overrides:
-        target = fields
-        for part in key.split("."):
-            if not isinstance(target, dict) or part not in target:
-                options = list(target) if isinstance(target, dict) else []
-                raise SweepConfigError(f"unknown key 'model.{key}': the config of {preset} has no {part!r}"
-                                       f"{suggest(part, options)}")
-            target = target[part]
-
-
 def set_dotted(target: dict, path: str, value: Any, key: str) -> None:
     """``target[a][b] = value`` for ``path = "a.b"``; an unknown field is named with the closest one."""
     *parents, leaf = path.split(".")
@@ -355,8 +342,8 @@ def merge_into(target: dict, values: Any, key: str) -> None:
 
 
 def suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(word, [str(o) for o in options], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(map(str, options))}"
+    """The closest valid key, else the list of valid ones."""
+    return did_you_mean(word, options) or f"; valid: {', '.join(map(str, options))}"
 
 
 def check_chain(stages: list[StageSpec]) -> None:

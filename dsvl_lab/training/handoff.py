@@ -36,6 +36,12 @@ def read_card(folder: Path) -> dict | None:
     return json.loads(card.read_text()) if card.is_file() else None
 
 
+def made_by(folder: str | Path, preset: str, spec: dict) -> bool:
+    """Does the stage folder hold a finished hand-off of exactly this preset and stage spec?"""
+    card = read_card(model_folder(folder))
+    return card is not None and card.get("preset") == preset and card.get("spec") == json.loads(json.dumps(spec))
+
+
 def check_stage_output(start: str | Path | None, expected_stage: str, preset: str, receiving: str) -> dict:
     """Raise HandoffError unless ``start`` holds ``expected_stage``'s output for ``preset``; return its card."""
     from ..config import DSVLConfig

@@ -182,14 +182,9 @@ def earlier_entries(out: Path) -> dict[str, dict]:
 
 def finished_stage(folder: Path, spec: StageSpec, preset: str, earlier: dict[str, dict]) -> dict | None:
     """The report entry of a stage already finished in ``folder`` with the same spec, else None."""
-    import json
+    from .handoff import made_by
 
-    from .handoff import read_card
-
-    card = read_card(folder / "model")
-    same = card is not None and card.get("preset") == preset and \
-        card.get("spec") == json.loads(json.dumps(spec.to_dict()))
-    return earlier.get(spec.name) if same else None
+    return earlier.get(spec.name) if made_by(folder, preset, spec.to_dict()) else None
 
 
 def stage_entry(run: StageRun, spec: StageSpec) -> dict:
