@@ -35,6 +35,7 @@ from .config import IMAGE_TOKEN
 from .convert import OUR_CONFIG, detect_format, load_pretrained
 from .data.stage_data import STAGE_DATA_PRESETS
 from .processor import DSVLProcessor
+from .errors import InputError
 
 # The paper's stages in training order; a later finished stage is the better chat model.
 STAGES = tuple(STAGE_DATA_PRESETS)  # ("stage1_adaptor", "stage2_joint", "stage3_sft")
@@ -43,7 +44,7 @@ EXIT_WORDS = ("exit", "quit")
 FORMATS = {"ours": "save_pretrained", "hf": "transformers", "original": "original DeepSeek-VL"}
 
 
-class ChatError(ValueError):
+class ChatError(InputError):
     """A problem the user can fix (a wrong path, a missing image, a prompt too long); says how."""
 
 

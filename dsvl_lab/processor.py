@@ -47,6 +47,7 @@ from tokenizers import Tokenizer
 
 from dsvl_lab.config import BOS_TOKEN, CLIP_MEAN, EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, DSVLConfig
 from dsvl_lab.data.tokenizer import SHIPPED_TOKENIZER, load_tokenizer
+from dsvl_lab.errors import InputError
 
 IGNORE_INDEX = -100  # label value the cross-entropy loss skips (PyTorch's and the original's ignore_id)
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000  # same default as DSVLConfig.max_image_pixels
@@ -64,7 +65,7 @@ TURN_SEPARATOR = "\n\n"  # after the system prompt and after each user turn; EOS
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 
-class ProcessorError(ValueError):
+class ProcessorError(InputError):
     """Bad input to the processor; the message names the problem and the fix."""
 
 

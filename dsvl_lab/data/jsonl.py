@@ -27,12 +27,13 @@ from PIL import Image
 from ..atomic import write_text_atomic
 
 from .tasks import QA, Sample
+from ..errors import InputError
 
 REQUIRED_FIELDS = ("image",)
 ON_BAD_SAMPLE = ("raise", "skip")
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A bad sample in a data file; the message names the file, the line and the problem."""
 
 

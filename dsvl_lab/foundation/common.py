@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..atomic import atomic_write, write_json_atomic, write_text_atomic
 from ..config import DSVLConfig
 from ..data.datamodule import RemainingSteps
+from ..errors import InputError
 
 FOUNDATION_DIR = Path(__file__).resolve().parents[2] / "data_samples" / "foundation"
 SIZES = ("tiny", "small")
@@ -40,7 +41,7 @@ PARTS = {"lm": "language_model", "siglip": "vision_model.low", "sam": "vision_mo
 STORE_DTYPE = torch.bfloat16  # the test re-measures every quality figure from the bf16 files
 
 
-class FoundationError(ValueError):
+class FoundationError(InputError):
     """A missing, altered or mismatched foundation file; the message says how to fix it."""
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
+from ..errors import InputError
 
 COMPONENTS = ("llm", "siglip", "sam")
 # Module-name prefix of each component's attention layers; the layer index follows it.
@@ -44,7 +45,7 @@ SUFFIXES = {"llm": ".self_attn", "siglip": ".attn", "sam": ".attn"}
 GIB = 1024**3
 
 
-class CaptureBudgetError(ValueError):
+class CaptureBudgetError(InputError):
     """The capture asked for would keep more attention weights than the memory budget allows."""
 
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from ..atomic import write_json_atomic
 from ..model import DSVLModel
+from ..errors import InputError
 
 CARD = "stage.json"
 
 
-class HandoffError(ValueError):
+class HandoffError(InputError):
     """The checkpoint handed to a stage is not the one it must continue."""
 
 

@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..data.stage_data import STAGE_DATA_PRESETS, StageData
+from ..errors import InputError
 
 # The component groups a stage can train, each with the module prefixes it covers inside DSVLModel.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -48,12 +49,11 @@ STAGE_NAMES = ("stage1_adaptor", "stage2_joint", "stage3_sft")
 PROMPT_FORMATS = ("plain", "chat")
 
 
-class StageConfigError(ValueError):
+class StageConfigError(InputError):
     """A bad stage setting, found before training starts; the message names the key."""
 
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
+    def __init__(self, key: str, problem: str, source: str | None = None) -> None:
+        super().__init__(problem, source=source, key=key)
 
 
 @dataclass
