@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -28,7 +29,7 @@ from typing import Callable
 # torch and the model are imported inside the subcommands that need them, so `dsvl-lab --help`
 # answers at once.
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130  # 130: the shell's code for "stopped by SIGINT"
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
@@ -102,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except (KeyboardInterrupt, SystemExit) as error:
+        if not stopped_by_ctrl_c(error):
+            raise
+        print(f"dsvl-lab {args.command}: stopped by Ctrl-C. {what_was_kept(getattr(args, 'out', None))}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:
         if not is_user_error(error) or os.environ.get("DSVL_LAB_DEBUG"):
             raise
@@ -109,6 +115,62 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"dsvl-lab {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def stopped_by_ctrl_c(error: BaseException) -> bool:
+    """Ctrl-C, directly or as the ``sys.exit(1)`` Lightning turns it into after its own clean-up."""
+    return isinstance(error, KeyboardInterrupt) or (
+        isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt))
+
+
+def what_was_kept(out: str | None) -> str:
+    """One sentence for Ctrl-C: what a run folder holds now and how to go on."""
+    if not out or not Path(out).is_dir():
+        return "Nothing was kept; files written before the stop are whole (every write is atomic)."
+    from .run_folder import kept_summary
+
+    return f"Kept in {out}: {kept_summary(out)}. Run the same command again to resume."
+
+
+# ============================================================================ number options
+# argparse calls an option's ``type=`` on its text; an ArgumentTypeError becomes one line,
+# ``dsvl-lab chat: error: argument --top-p: must be in (0, 1], got 1.5``, and exit status 2,
+# before anything is loaded. Every numeric option of every subcommand goes through one of these.
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """``type=`` for an integer option in ``low..high`` (no upper end when ``high`` is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def real_number(low: float, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
+    """``type=`` for a finite number option >= ``low`` (> ``low`` when ``low_open``), <= ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            left = f"({low}" if low_open else f"[{low}"
+            bounds = f"in {left}, {high}]" if high is not None else f"{'>' if low_open else '>='} {low}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bounds}, got {text}")
+        return value
+
+    return parse
+
+
+COUNT = whole_number(1)  # samples, steps, tokens, processes: at least one
 
 
 # ============================================================================ shared helpers
@@ -183,6 +245,69 @@ def existing_folder(path: str) -> Path:
     return folder
 
 
+# ============================================================================ output files
+# A command overwrites only files of its own kind, recognised by their header: never a model's
+# weights or config (`dsvl-lab trace --out model/model.safetensors` once replaced the weights).
+MODEL_CONFIGS = ("dsvl_config.json", "config.json")
+MODEL_SUFFIXES = (".safetensors", ".bin", ".json")  # what a model loader reads from its folder
+
+
+def is_model_folder(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in MODEL_CONFIGS)
+
+
+def check_output_file(path: str, option: str, kind: str, is_own: Callable[[Path], bool]) -> Path:
+    """The path ``option`` may write: a new file, or a ``kind`` file this command wrote before.
+
+    Refused with the fix: a folder; an existing file ``is_own`` does not recognise (weights, a config,
+    anyone else's file); a weights- or config-like file inside a model folder, where the model's
+    loader would read it (every ``*.safetensors`` there is taken for weights).
+    """
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise CLIError(f"{option} {target} is a folder; give the path of the {kind} to write")
+    if target.exists() and not is_own(target):
+        raise CLIError(f"{option} {target} exists and is not a {kind} (this command overwrites only its own); "
+                       f"it was left untouched: choose another path")
+    if target.suffix in MODEL_SUFFIXES and is_model_folder(target.parent):
+        raise CLIError(f"{option} {target} is inside the model folder {target.parent}, whose loader would read it "
+                       f"as part of the model; write it somewhere else")
+    return target
+
+
+def file_starts_with(path: Path, prefix: bytes, also: bytes = b"") -> bool:
+    """The file begins with ``prefix`` (and its first 4 KB hold ``also``): its kind, from the header."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return head.startswith(prefix) and also in head
+
+
+def is_trace_file(path: Path) -> bool:
+    """A safetensors file whose metadata carries ``dsvl_trace`` (what AttentionTrace.save writes)."""
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > min(path.stat().st_size, 100 << 20):  # not a safetensors header
+                return False
+            header = json.loads(handle.read(length))
+    except (OSError, struct.error, ValueError):
+        return False
+    return isinstance(header, dict) and "dsvl_trace" in (header.get("__metadata__") or {})
+
+
+def is_trace_page(path: Path) -> bool:
+    return file_starts_with(path, b"<!doctype html>", b"<title>Attention trace:")
+
+
+def is_png(path: Path) -> bool:
+    return file_starts_with(path, b"\x89PNG\r\n\x1a\n")
+
+
 # ============================================================================ presets
 @subcommand(
     "presets", "list every model preset with its shapes and parameter counts",
@@ -212,16 +337,14 @@ def cmd_presets(args) -> int:
 
 # ============================================================================ info
 def read_folder_config(folder: Path, fmt: str):
-    """The DSVLConfig of a model folder, read from its config file only (no weights)."""
-    from . import convert
-    from .config import DSVLConfig
+    """The DSVLConfig of a model folder, read from its config file only (no weights).
 
-    if fmt == "ours":
-        return DSVLConfig.load(folder / convert.OUR_CONFIG)
-    data = json.loads((folder / "config.json").read_text())
-    if fmt == "hf":
-        return convert.config_from_hf(data, name=folder.name)
-    return convert.config_from_original(data)
+    Checked before anything is built (types, sizes, known keys, the parameter ceiling), so an absurd
+    config is one line naming the file and key, never a hang or a huge allocation.
+    """
+    from .convert import folder_config
+
+    return folder_config(folder, fmt)
 
 
 def weight_files_summary(folder: Path) -> str:
@@ -302,13 +425,20 @@ def cmd_convert(args) -> int:
     src, dst = existing_folder(args.src), Path(args.dst)
     if dst.resolve() == src.resolve():
         raise CLIError("SRC and DST are the same folder; write the converted model somewhere else")
+    if dst.exists() and not dst.is_dir():
+        raise CLIError(f"{dst} is a file; DST is the folder to write model.safetensors and dsvl_config.json into")
     # A folder left half in another format would be ambiguous to detect_format; refuse, don't mix.
     if dst.exists() and any(dst.iterdir()) and not args.force:
         raise CLIError(f"{dst} is not empty; choose an empty folder or pass --force to write into it")
+    if (dst / "config.json").is_file():  # even with --force: its weights would load beside ours
+        raise CLIError(f"{dst} holds another model (config.json, a transformers or original folder); --force "
+                       f"writes over our own format only: choose another folder")
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
-    config = DSVLConfig.from_name(args.preset) if args.preset else None  # fail before the slow read
+    # The config (the preset's, or the folder's, checked) fails here, before the slow read of the weights.
+    fmt = detect_format(src)
+    config = DSVLConfig.from_name(args.preset) if args.preset else read_folder_config(src, fmt)
 
-    print(f"[1/3] reading {src} ({detect_format(src)} format)", flush=True)
+    print(f"[1/3] reading {src} ({fmt} format)", flush=True)
     model = DSVLModel.from_pretrained(src, dtype=dtype, config=config)
     stored = next(model.parameters()).dtype
     print(f"[2/3] loaded {model.config.name}: {model.num_params():,} parameters, {str(stored).replace('torch.', '')}",
@@ -332,11 +462,17 @@ def cmd_convert(args) -> int:
         arg("path", nargs="?", default=None, help="the JSONL file (check only)"),
         arg("--family", action="append", default=None, help="task family (repeatable; default: all)"),
         arg("--detail", choices=["coarse", "fine", "both"], default="both", help="detail level (default both)"),
-        arg("--n", type=int, default=8, help="samples per family and detail level (default 8)"),
-        arg("--seed", type=int, default=0, help="first seed (default 0)"),
-        arg("--image-size", type=int, default=256, help="image side in pixels (default 256, the tiny preset)"),
+        arg("--n", type=COUNT, default=8, help="samples per family and detail level (default 8)"),
+        arg("--seed", type=whole_number(0), default=0, help="first seed (default 0)"),
+        arg("--image-size", type=whole_number(64, 4096), default=256,
+            help="image side in pixels, 64..4096 (default 256, the tiny preset)"),
         arg("--out", default=None, help="output PNG (preview) or folder (export)"),
         arg("--on-bad-sample", choices=["raise", "skip"], default="raise", help="check: stop or skip (default raise)"),
+        arg("--allow-outside-paths", action="store_true",
+            help="check: allow image paths outside the JSONL file's folder (absolute, '..', symlinks); "
+                 "only for files you trust"),
+        arg("--max-image-pixels", type=int, default=None,
+            help="check: refuse images with more pixels (default 64,000,000, the processor's limit)"),
     ],
 )
 def cmd_data(args) -> int:
@@ -346,9 +482,16 @@ def cmd_data(args) -> int:
     if args.action == "check":
         if not args.path:
             raise CLIError("check needs the JSONL file: dsvl-lab data check FILE")
-        result = jsonl.read_jsonl(args.path, on_bad_sample=args.on_bad_sample)
-        print(f"{args.path}: {len(result)} good sample(s), {sum(result.skipped.values())} skipped")
+        # Streams: one line at a time and image headers only, so any file length fits in memory.
+        result = jsonl.check_jsonl(args.path, on_bad_sample=args.on_bad_sample,
+                                   allow_outside_paths=args.allow_outside_paths,
+                                   max_image_pixels=args.max_image_pixels or jsonl.DEFAULT_MAX_IMAGE_PIXELS)
+        for problem in result.problems:
+            print(f"skipped {problem}")
+        print(result.summary())
         return EXIT_OK
+    if args.action == "preview":  # before drawing the samples
+        check_output_file(args.out or "preview.png", "--out", "PNG image", is_png)
     families = args.family or list(FAMILIES)
     details = ["coarse", "fine"] if args.detail == "both" else [args.detail]
     samples = [sample for family in families for detail in details
@@ -382,10 +525,11 @@ def cmd_data(args) -> int:
         arg("--preset", default="dsvl-tiny-hybrid", help="a dsvl-tiny-* or dsvl-small-* preset (default dsvl-tiny-hybrid)"),
         arg("--out", required=True, help="run folder (created; an existing run there is resumed)"),
         arg("--smoke", action="store_true", help="a few steps on small pools: checks the command, trains nothing useful"),
-        arg("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)"),
-        arg("--batch-size", type=int, default=None, help="batch size (default: the recipe's)"),
-        arg("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)"),
-        arg("--seed", type=int, default=None, help="seed of the initialisation and batches (default 0)"),
+        arg("--steps", type=COUNT, default=None, help="optimizer steps (default: the recipe's)"),
+        arg("--batch-size", type=COUNT, default=None, help="batch size (default: the recipe's)"),
+        arg("--lr", type=real_number(0, low_open=True), default=None, help="peak learning rate (default: the recipe's)"),
+        arg("--seed", type=whole_number(0, 2**32 - 1), default=None,  # Lightning's seed_everything range
+            help="seed of the initialisation and batches (default 0)"),
         arg("--ship", action="store_true", help="copy the result into data_samples/foundation/<size>/"),
         arg("--no-progress", action="store_true", help="no progress bar (logs only)"),
     ],
@@ -457,14 +601,14 @@ def trace_source_model(args):
         arg("--foundation", action="store_true", help="with --preset: the shipped foundation LLM, SigLIP and SAM"),
         arg("--family", default="chart", help="task family: chart, ocr, doc, screen, scene (default chart)"),
         arg("--detail", choices=["coarse", "fine"], default="fine", help="detail level (default fine)"),
-        arg("--seed", type=int, default=None, help="sample seed (default: the first held-out evaluation seed)"),
+        arg("--seed", type=whole_number(0), default=None, help="sample seed (default: the first held-out evaluation seed)"),
         arg("--prompt", default=None, help="the question (default: the sample's signature question)"),
         arg("--answer", default="reference",
             help="'reference' (the sample's answer, default), 'generate' (the model's own) or any text"),
         arg("--components", default=None, help="comma list of llm, siglip, sam (default: all the model has)"),
         arg("--layers", default=None, help="'0,3', '-1' (every component) or 'sam:1,llm:-1' (default: all layers)"),
         arg("--heads", default=None, help="comma list of head indexes to keep (default: all)"),
-        arg("--budget-gb", type=float, default=2.0, help="refuse captures needing more memory (default 2)"),
+        arg("--budget-gb", type=real_number(0, low_open=True), default=2.0, help="refuse captures needing more memory (default 2)"),
         arg("--label", default=None, help="a name shown in the explorer (default: the model)"),
         arg("--out", required=True, help="the trace file to write (.safetensors)"),
         arg("--html", default=None, help="also write a self-contained HTML page with the figures"),
@@ -473,6 +617,10 @@ def trace_source_model(args):
 def cmd_trace(args) -> int:
     from .inspection.attention_trace import trace_task
 
+    # Before the model loads: an output path that would replace someone's file is refused at once.
+    check_output_file(args.out, "--out", "trace file", is_trace_file)
+    if args.html:
+        check_output_file(args.html, "--html", "trace page", is_trace_page)
     layers = parse_layers(args.layers)
     try:
         heads = [int(h) for h in args.heads.split(",")] if args.heads else None
@@ -516,8 +664,18 @@ def run_fit(argv: list[str]) -> int:
     """``dsvl-lab fit ...`` -> LightningCLI; bad settings exit 2 with the key named, before training."""
     from .training.lightning_cli import main as lightning_main
 
+    def fit_folder() -> str | None:
+        from .training.lightning_cli import HELD
+
+        return HELD.folder
+
     try:
         lightning_main(["fit", *argv], description=COMMANDS["fit"].help, example=FIT_EXAMPLE)
+    except (KeyboardInterrupt, SystemExit) as error:
+        if not stopped_by_ctrl_c(error):
+            raise
+        print(f"dsvl-lab fit: stopped by Ctrl-C. {what_was_kept(fit_folder())}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:
         if not is_user_error(error) or os.environ.get("DSVL_LAB_DEBUG"):
             raise
@@ -549,8 +707,9 @@ def readable_config_error(error: Exception) -> str:
         arg("--preset", default="dsvl-tiny-hybrid", help="model preset (default dsvl-tiny-hybrid)"),
         arg("--out", required=True, help="run folder (created)"),
         arg("--smoke", action="store_true", help="a few steps per stage: checks the pipeline, learns nothing"),
-        arg("--eval-samples", type=int, default=None, help="held-out questions per family and detail (default 40)"),
-        arg("--num-workers", type=int, default=1, help="data loader worker processes (default 1)"),
+        arg("--eval-samples", type=COUNT, default=None, help="held-out questions per family and detail (default 40)"),
+        arg("--num-workers", type=whole_number(0), default=1,
+            help="data loader worker processes (default 1; 0 loads in the main process)"),
         arg("--no-progress", action="store_true", help="no progress bars (logs only)"),
     ],
 )
@@ -578,18 +737,18 @@ def cmd_pipeline(args) -> int:
         arg("sweep_yaml", help="the study's sweep.yaml (ablations/<study>/sweep.yaml)"),
         arg("--out", default="runs/sweeps", help="root of the run folders (default runs/sweeps)"),
         arg("--smoke", action="store_true", help="micro presets, 3 steps a stage, 2 questions: checks the machinery"),
-        arg("--jobs", type=int, default=None,
+        arg("--jobs", type=COUNT, default=None,
             help="local processes at once, torch threads split between them (default: one per core, measured fastest)"),
         arg("--dry-run", action="store_true", help="list every run, what is done and what is shared; run nothing"),
-        arg("--seeds", type=int, nargs="+", default=None, help="only these of the study's seeds (default: all)"),
+        arg("--seeds", type=whole_number(0), nargs="+", default=None, help="only these of the study's seeds (default: all)"),
         arg("--reuse-from", default=None,
             help="another study's run folder: its stage trainings identical to this study's are copied, not rerun"),
         arg("--executor", default="local", choices=["local", "slurm", "submitit-local", "submitit-debug"],
             help="local processes (default), Slurm job arrays via submitit, or submitit's local/debug stand-ins"),
         arg("--partition", default=None, help="Slurm partition"),
-        arg("--time-min", type=int, default=None, help="Slurm time limit per run in minutes"),
-        arg("--gpus-per-run", type=int, default=None, help="Slurm GPUs per run"),
-        arg("--array-parallelism", type=int, default=None, help="Slurm array tasks at once"),
+        arg("--time-min", type=COUNT, default=None, help="Slurm time limit per run in minutes"),
+        arg("--gpus-per-run", type=whole_number(0), default=None, help="Slurm GPUs per run"),
+        arg("--array-parallelism", type=COUNT, default=None, help="Slurm array tasks at once"),
     ],
 )
 def cmd_sweep(args) -> int:
@@ -608,8 +767,8 @@ def cmd_sweep(args) -> int:
     try:
         plan = run_sweep(spec, args.out, smoke=args.smoke, jobs=args.jobs, executor=args.executor, slurm=slurm,
                          seeds=args.seeds, reuse_from=args.reuse_from)
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # the runner has said what was kept and how to go on
+        return EXIT_INTERRUPTED
     failed = [name for name, status in plan.status().items() if status != "done"]
     print(f"next: dsvl-lab aggregate {plan.root}" + (f" --into {Path(args.sweep_yaml).parent}" if not args.smoke else ""))
     return 1 if failed else EXIT_OK
@@ -658,14 +817,16 @@ def cmd_aggregate(args) -> int:
         arg("--image", default=None, help="an image file (PNG, JPEG, ...); leave out for text-only chat"),
         arg("--prompt", default=None, help="what to ask (required unless --interactive)"),
         arg("--interactive", action="store_true", help="keep chatting: read more prompts from the terminal"),
-        arg("--max-new-tokens", type=int, default=64, help="longest answer in tokens (default 64)"),
+        arg("--max-new-tokens", type=COUNT, default=64, help="longest answer in tokens (default 64)"),
         arg("--dtype", choices=sorted(DTYPES), default=None, help="cast the weights (default: the stored dtype)"),
         arg("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps (default auto)"),
         arg("--sample", action="store_true", help="sample instead of greedy decoding"),
-        arg("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; with --sample)"),
-        arg("--top-p", type=float, default=1.0, help="nucleus sampling: keep the top tokens up to this mass"),
-        arg("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = all)"),
-        arg("--seed", type=int, default=None, help="seed of the sampling, for repeatable answers"),
+        arg("--temperature", type=real_number(0), default=1.0,
+            help="sampling temperature >= 0 (default 1.0; with --sample; 0 is as good as greedy)"),
+        arg("--top-p", type=real_number(0, 1, low_open=True), default=1.0,
+            help="nucleus sampling: keep the top tokens up to this mass, in (0, 1] (default 1: all)"),
+        arg("--top-k", type=whole_number(0), default=0, help="sample among the k most likely tokens (0 = all)"),
+        arg("--seed", type=whole_number(0, 2**63 - 1), default=None, help="seed of the sampling, for repeatable answers"),
     ],
 )
 def cmd_chat(args) -> int:

@@ -15,7 +15,6 @@ SigLIP's position table loses its leading batch axis.
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -23,7 +22,9 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_write
-from .config import (AlignerConfig, DSVLConfig, LLMConfig, SAMConfig, SigLIPConfig)
+from .config import (AlignerConfig, DSVLConfig, LLMConfig, SAMConfig, SigLIPConfig, did_you_mean, in_file,
+                     read_config_json, value_problem)
+from .errors import ConfigError, InputError
 from .model import DSVLModel
 
 OUR_CONFIG = "dsvl_config.json"
@@ -199,13 +200,73 @@ def _id_or(value, default: int) -> int:
     return value if isinstance(value, int) else default
 
 
-def config_from_hf(hf_config, name: str = "from-hf", pixel_input: str = "normalized") -> DSVLConfig:
-    """Our config for a transformers DeepseekVL / DeepseekVLHybrid config (object or dict)."""
-    if isinstance(hf_config, dict):
-        from transformers import DeepseekVLConfig, DeepseekVLHybridConfig
+def config_from_hf(hf_config, name: str = "from-hf", pixel_input: str = "normalized",
+                   source: str | Path | None = None) -> DSVLConfig:
+    """Our config for a transformers DeepseekVL / DeepseekVLHybrid config (object or dict).
 
-        klass = DeepseekVLHybridConfig if hf_config.get("model_type") == "deepseek_vl_hybrid" else DeepseekVLConfig
-        hf_config = klass(**{k: v for k, v in hf_config.items() if k not in ("architectures", "transformers_version")})
+    A dict (a parsed ``config.json``) is checked first (:data:`HF_KEYS`); every problem is a
+    ConfigError naming ``source`` and the key as the file spells it.
+    """
+    if isinstance(hf_config, dict):
+        hf_config = _hf_config_object(hf_config, source)
+    try:
+        return _config_from_hf_object(hf_config, name, pixel_input)
+    except ConfigError as error:
+        raise in_file(file_key(error, HF_RENAMES), source) from None
+
+
+def _hf_config_object(data: dict, source):
+    """transformers' config object for a checked ``config.json`` dict."""
+    from transformers import DeepseekVLConfig, DeepseekVLHybridConfig
+
+    check_keys(data, HF_KEYS, source)
+    model_type = data.get("model_type")
+    if model_type not in ("deepseek_vl", "deepseek_vl_hybrid"):
+        raise ConfigError(f"must be deepseek_vl or deepseek_vl_hybrid, got {model_type!r}", source, "model_type")
+    hybrid = model_type == "deepseek_vl_hybrid"
+    if not hybrid and "high_res_vision_config" in data:  # transformers would keep it as a stray dict
+        raise ConfigError("is deepseek_vl (SigLIP only) but the file has a high_res_vision_config; a hybrid "
+                          "model is deepseek_vl_hybrid", source, "model_type")
+    require(data, ["text_config", "vision_config"] + (["high_res_vision_config"] if hybrid else []), source)
+    for section, model_type in HF_SUBCONFIG_TYPES.items():
+        found = data.get(section, {}).get("model_type", model_type)
+        if found != model_type:
+            raise ConfigError(f"must be {model_type!r} for DeepSeek-VL, got {found!r}", source, f"{section}.model_type")
+    for section in ("", *HF_SUBCONFIG_TYPES):  # transformers looks the name up on torch: name it here instead
+        for key in ("dtype", "torch_dtype"):
+            value = (dig(data, section) or {}).get(key)
+            named = isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype)
+            if value is not None and not named:
+                raise ConfigError(f"must name a torch dtype (float32, bfloat16, ...), got {value!r}", source,
+                                  f"{section}.{key}".lstrip("."))
+    text = data["text_config"]
+    if text.get("head_dim") is not None and text.get("hidden_size") and text.get("num_attention_heads"):
+        if text["head_dim"] * text["num_attention_heads"] != text["hidden_size"]:
+            raise ConfigError(f"{text['head_dim']} x num_attention_heads {text['num_attention_heads']} must equal "
+                              f"hidden_size {text['hidden_size']} (this workbench's LLaMA has no separate head_dim)",
+                              source, "text_config.head_dim")
+    klass = DeepseekVLHybridConfig if hybrid else DeepseekVLConfig
+    try:
+        return klass(**{k: v for k, v in data.items() if k not in ("architectures", "transformers_version")})
+    except Exception as error:  # transformers' own validation raises several types; each is about the file
+        problem, key = _transformers_problem(error, data)
+        raise ConfigError(problem, source=source, key=key) from None
+
+
+def _transformers_problem(error: Exception, data: dict) -> tuple[str, str | None]:
+    """(one-line problem, the file's key) for an error transformers raised on a config dict."""
+    text = " ".join(str(error).split())
+    match = re.search(r"field '(\w+)'", text)
+    key = None
+    if match:
+        field_name = match.group(1)
+        sections = [s for s in ("", *HF_SUBCONFIG_TYPES)
+                    if isinstance(dig(data, s), dict) and field_name in dig(data, s)]
+        key = f"{sections[0]}.{field_name}".lstrip(".") if sections else field_name
+    return f"transformers cannot read it: {text[:160]}", key
+
+
+def _config_from_hf_object(hf_config, name: str, pixel_input: str) -> DSVLConfig:
     text, vision = hf_config.text_config, hf_config.vision_config
     high = getattr(hf_config, "high_res_vision_config", None)
     if getattr(vision, "hidden_act", None) not in ("gelu", None):
@@ -296,27 +357,51 @@ _ORIGINAL_TOWERS = {
 }
 
 
-def config_from_original(data: dict) -> DSVLConfig:
-    """Our config from an original ``config.json`` (model_type "multi_modality")."""
+def config_from_original(data: dict, source: str | Path | None = None) -> DSVLConfig:
+    """Our config from an original ``config.json`` (model_type "multi_modality").
+
+    The dict is checked first (:data:`ORIGINAL_KEYS`); every problem is a ConfigError naming
+    ``source`` and the key as the file spells it.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"must hold a JSON object, got {type(data).__name__}", source=source)
+    check_keys(data, ORIGINAL_KEYS, source)
+    require(data, ["vision_config", "vision_config.params", "aligner_config", "aligner_config.params",
+                   "language_config"], source)
+    hybrid = "high_res_cfg" in data["vision_config"]["params"]
+    towers = ["vision_config.params.high_res_cfg", "vision_config.params.low_res_cfg"] if hybrid else ["vision_config.params"]
+    require(data, towers, source)
+    for where in towers:
+        require(data, [f"{where}.model_name"] + ([f"{where}.pixel_std"] if "pixel_mean" in dig(data, where) else []),
+                source)
+    try:
+        return _config_from_original_dict(data, hybrid)
+    except ConfigError as error:
+        raise in_file(file_key(error, ORIGINAL_RENAMES_HYBRID if hybrid else ORIGINAL_RENAMES), source) from None
+
+
+def _config_from_original_dict(data: dict, hybrid: bool) -> DSVLConfig:
     vision = data["vision_config"]["params"]
     aligner = data["aligner_config"]["params"]
     language = data["language_config"]
     defaults = LLMConfig(hidden_size=4096, intermediate_size=11008, num_layers=32, num_heads=32, num_kv_heads=32)
 
-    def tower(cfg: dict):
+    def tower(cfg: dict, where: str):
         name = cfg.get("model_name")
         if name not in _ORIGINAL_TOWERS:
-            raise ValueError(f"unknown original vision tower {name!r} (known: {sorted(_ORIGINAL_TOWERS)}); "
-                             f"pass config=DSVLConfig(...) to load this folder")
+            raise ConfigError(f"unknown original vision tower {name!r} (known: {sorted(_ORIGINAL_TOWERS)}); "
+                              f"pass config=DSVLConfig(...) (or --preset) to load this folder", key=f"{where}.model_name")
         built = _ORIGINAL_TOWERS[name](cfg)
         if "pixel_mean" in cfg:
             built.pixel_mean, built.pixel_std = tuple(cfg["pixel_mean"]), tuple(cfg["pixel_std"])
         return built
 
-    if "high_res_cfg" in vision:
-        encoder, sam, siglip = "hybrid", tower(vision["high_res_cfg"]), tower(vision["low_res_cfg"])
+    if hybrid:
+        encoder = "hybrid"
+        sam = tower(vision["high_res_cfg"], "vision_config.params.high_res_cfg")
+        siglip = tower(vision["low_res_cfg"], "vision_config.params.low_res_cfg")
     else:
-        encoder, sam, siglip = "siglip", None, tower(vision)
+        encoder, sam, siglip = "siglip", None, tower(vision, "vision_config.params")
     heads = language.get("num_attention_heads", defaults.num_heads)
     llm = LLMConfig(
         vocab_size=language.get("vocab_size", 102400), hidden_size=language.get("hidden_size", defaults.hidden_size),
@@ -330,6 +415,137 @@ def config_from_original(data: dict) -> DSVLConfig:
         name="deepseek-vl-original", encoder=encoder, token_grid=siglip.grid, siglip=siglip, sam=sam,
         aligner=AlignerConfig(aligner.get("projector_type", "mlp_gelu"), depth=aligner.get("depth", 2)), llm=llm,
     )
+
+
+# ============================================================================ checking config.json files
+# The keys each reader uses, section by section, with the check each value needs (the kinds of
+# config.value_problem; a trailing "?" allows null). Other keys are the bookkeeping of transformers or
+# of the original code (architectures, torch_dtype, select_layer, ...) and are ignored, as those
+# libraries ignore keys they do not use; but a key that looks like a misspelling of one read here is
+# refused, because the value it meant to set would silently fall back to a default.
+HF_KEYS: dict[str, dict[str, str]] = {
+    "": {"model_type": "text", "text_config": "mapping", "vision_config": "mapping",
+         "high_res_vision_config": "mapping", "image_token_id": "index"},
+    "text_config": {"model_type": "text", "vocab_size": "size", "hidden_size": "size", "intermediate_size": "size",
+                    "num_hidden_layers": "size", "num_attention_heads": "size", "num_key_value_heads": "size?",
+                    "head_dim": "size?", "rms_norm_eps": "positive", "max_position_embeddings": "size",
+                    "rope_parameters": "mapping?"},
+    "text_config.rope_parameters": {"rope_theta": "positive", "rope_type": "text"},
+    "vision_config": {"model_type": "text", "image_size": "size", "patch_size": "size", "hidden_size": "size",
+                      "num_hidden_layers": "size", "num_attention_heads": "size", "intermediate_size": "size",
+                      "layer_norm_eps": "positive", "hidden_act": "text"},
+    "high_res_vision_config": {"model_type": "text", "image_size": "size", "patch_size": "size",
+                               "hidden_size": "size", "num_hidden_layers": "size", "num_attention_heads": "size",
+                               "mlp_dim": "size?", "mlp_ratio": "positive", "window_size": "size",
+                               "global_attn_indexes": "indexes", "output_channels": "size",
+                               "layer_norm_eps": "positive"},
+}
+HF_SUBCONFIG_TYPES = {"text_config": "llama", "vision_config": "siglip_vision_model",
+                      "high_res_vision_config": "sam_vision_model"}
+_TOWER_KEYS = {"model_name": "text", "image_size": "size", "pixel_mean": "triple", "pixel_std": "positive_triple"}
+ORIGINAL_KEYS: dict[str, dict[str, str]] = {
+    "": {"model_type": "text", "vision_config": "mapping", "aligner_config": "mapping", "language_config": "mapping"},
+    "vision_config": {"cls": "text", "params": "mapping"},
+    "vision_config.params": {**_TOWER_KEYS, "high_res_cfg": "mapping", "low_res_cfg": "mapping"},
+    "vision_config.params.high_res_cfg": _TOWER_KEYS,
+    "vision_config.params.low_res_cfg": _TOWER_KEYS,
+    "aligner_config": {"cls": "text", "params": "mapping"},
+    "aligner_config.params": {"projector_type": "text", "depth": "size"},
+    "language_config": {"vocab_size": "size", "hidden_size": "size", "intermediate_size": "size",
+                        "num_hidden_layers": "size", "num_attention_heads": "size", "num_key_value_heads": "size",
+                        "rms_norm_eps": "positive", "rope_theta": "positive", "max_position_embeddings": "size"},
+}
+
+# Our config's keys as each file spells them, for errors found once our config is built (a head count
+# that does not divide the width, the parameter ceiling, ...). A section name maps every key under it.
+_HF_LLM = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
+           "num_kv_heads": "num_key_value_heads"}
+HF_RENAMES = {
+    **{f"llm.{ours}": f"text_config.{theirs}" for ours, theirs in _HF_LLM.items()},
+    "llm.rope_theta": "text_config.rope_parameters.rope_theta", "llm": "text_config",
+    "siglip.width": "vision_config.hidden_size", "siglip.depth": "vision_config.num_hidden_layers",
+    "siglip.num_heads": "vision_config.num_attention_heads", "siglip.mlp_dim": "vision_config.intermediate_size",
+    "siglip": "vision_config", "token_grid": "vision_config.image_size",
+    "sam.width": "high_res_vision_config.hidden_size", "sam.depth": "high_res_vision_config.num_hidden_layers",
+    "sam.num_heads": "high_res_vision_config.num_attention_heads",
+    "sam.neck_channels": "high_res_vision_config.output_channels", "sam": "high_res_vision_config",
+    "aligner": "model_type", "bos_token_id": "text_config.bos_token_id", "eos_token_id": "text_config.eos_token_id",
+    "pad_token_id": "text_config.pad_token_id",
+}
+ORIGINAL_RENAMES = {
+    **{f"llm.{ours}": f"language_config.{theirs}" for ours, theirs in _HF_LLM.items()}, "llm": "language_config",
+    "aligner": "aligner_config.params", "siglip.image_size": "vision_config.params.image_size",
+    "siglip": "vision_config.params.model_name", "token_grid": "vision_config.params.image_size",
+}
+ORIGINAL_RENAMES_HYBRID = {
+    **ORIGINAL_RENAMES, "siglip.image_size": "vision_config.params.low_res_cfg.image_size",
+    "siglip": "vision_config.params.low_res_cfg.model_name",
+    "token_grid": "vision_config.params.low_res_cfg.image_size",
+    "sam.image_size": "vision_config.params.high_res_cfg.image_size",
+    "sam": "vision_config.params.high_res_cfg.model_name",
+}
+
+
+def dig(data: dict, dotted: str):
+    """``data["a"]["b"]`` for ``"a.b"`` (``data`` itself for ``""``); None where a step is missing."""
+    for part in filter(None, dotted.split(".")):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def check_keys(data: dict, schema: dict[str, dict[str, str]], source) -> None:
+    """Check the values of the keys a reader uses, and refuse near-misses of them (see :data:`HF_KEYS`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"must hold a JSON object, got {type(data).__name__}", source=source)
+    for section, kinds in schema.items():  # parents come first, so a section is a mapping when it is read
+        part = dig(data, section)
+        if not isinstance(part, dict):
+            continue
+        for key, value in part.items():
+            where = f"{section}.{key}" if section else str(key)
+            if key not in kinds:
+                hint = did_you_mean(key, kinds, cutoff=0.85)
+                if hint:
+                    raise ConfigError(f"unknown key{hint}", source=source, key=where)
+                continue
+            kind = kinds[key]
+            if kind.endswith("?"):
+                if value is None:
+                    continue
+                kind = kind[:-1]
+            problem = value_problem(kind, value)
+            if problem:
+                raise ConfigError(problem, source=source, key=where)
+
+
+def require(data: dict, keys: list[str], source) -> None:
+    """Each dotted key is present (the readers have no default for them)."""
+    for key in keys:
+        if dig(data, key) is None:
+            raise ConfigError("missing: this reader needs it", source=source, key=key)
+
+
+def file_key(error: ConfigError, renames: dict[str, str]) -> ConfigError:
+    """The error with our config's key (``llm.num_heads``) spelled as the file does (``text_config....``)."""
+    key = error.key
+    if key in renames:
+        key = renames[key]
+    elif key and key.split(".")[0] in renames:
+        head, _, rest = key.partition(".")
+        key = f"{renames[head]}.{rest}"
+    return ConfigError(error.problem, source=error.source, key=key)
+
+
+def folder_config(folder: Path, fmt: str) -> DSVLConfig:
+    """The DSVLConfig a model folder's config file describes (reads no weights)."""
+    if fmt == "ours":
+        return DSVLConfig.load(folder / OUR_CONFIG)
+    path = folder / "config.json"
+    if fmt == "hf":
+        return config_from_hf(read_config_json(path), name=folder.name, source=path)
+    return config_from_original(read_config_json(path), source=path)
 
 
 # ============================================================================ folders
@@ -347,7 +563,10 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     index = folder / "model.safetensors.index.json"
     load = _load_safetensors
     if index.exists():
-        files = [folder / shard for shard in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        weight_map = read_config_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise InputError("must map tensor names to shard file names", source=index, key="weight_map")
+        files = [folder / shard for shard in sorted(set(weight_map.values()))]
     else:
         files = sorted(folder.glob("*.safetensors"))
     if not files:
@@ -369,13 +588,13 @@ def detect_format(folder: Path) -> str:
     config_file = folder / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"{folder} has neither {OUR_CONFIG} nor config.json: is it a model folder?")
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    model_type = read_config_json(config_file).get("model_type")
     if model_type in ("deepseek_vl", "deepseek_vl_hybrid"):
         return "hf"
     if model_type == "multi_modality":
         return "original"
-    raise ValueError(f"{config_file} has model_type {model_type!r}; expected deepseek_vl, deepseek_vl_hybrid "
-                     f"(transformers) or multi_modality (original DeepSeek-VL)")
+    raise ConfigError(f"unknown model_type {model_type!r}; expected deepseek_vl, deepseek_vl_hybrid "
+                      f"(transformers) or multi_modality (original DeepSeek-VL)", source=config_file, key="model_type")
 
 
 def load_state_checked(model: DSVLModel, state: dict[str, torch.Tensor], source: str) -> None:
@@ -411,12 +630,7 @@ def load_pretrained(path: str | Path, config: DSVLConfig | str | None = None, dt
     if isinstance(config, str):
         config = DSVLConfig.from_name(config)
     if config is None:
-        if fmt == "ours":
-            config = DSVLConfig.load(folder / OUR_CONFIG)
-        elif fmt == "hf":
-            config = config_from_hf(json.loads((folder / "config.json").read_text()), name=folder.name)
-        else:
-            config = config_from_original(json.loads((folder / "config.json").read_text()))
+        config = folder_config(folder, fmt)  # checked, ceiling included, before anything is built
     if fmt != "ours" or pixel_input != "raw":
         config = config.replace(pixel_input=pixel_input)
     with torch.device("meta"):

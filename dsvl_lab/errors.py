@@ -36,6 +36,17 @@ class InputError(ValueError):
         what = f"{self.key}: " if self.key else ""
         return f"{where}{what}{self.problem}"
 
+    def at(self, source: str | os.PathLike | None) -> "InputError":
+        """This error, now naming ``source`` (the file being read) unless it names one already.
+
+        For checks that know the key but not the file (``StageSpec.validate``): the reader that
+        opened the file adds it on the way out, ``raise error.at(path)``.
+        """
+        if source is not None and self.source is None:
+            self.source = str(source)
+            self.args = (self.format(),)  # str(error) is args[0]
+        return self
+
 
 class ConfigError(InputError):
     """A bad model config (``dsvl_config.json``, a transformers or original ``config.json``)."""

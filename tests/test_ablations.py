@@ -54,7 +54,7 @@ def test_encoder_study_expands_to_nine_paired_runs():
 @pytest.mark.parametrize("key, value, expected", [
     ("stages.stage2_joint.data.languge_ratio", 0.1, "did you mean 'language_ratio'"),
     ("stages.stage2_join.steps", 10, "did you mean 'stage2_joint'"),
-    ("stages.stage2_joint.data.language_ratio", 1.5, "language_ratio must be in [0, 1]"),
+    ("stages.stage2_joint.data.language_ratio", 1.5, "language_ratio: must be in [0, 1]"),
     ("model.aligner.projector_typ", "linear", "did you mean 'projector_type'"),
     ("evaluaton.samples", 3, "did you mean 'evaluation'"),
     ("preset", "dsvl-tiny-hybrd", "unknown preset"),

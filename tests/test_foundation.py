@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from dsvl_lab.cli import main
+from dsvl_lab.errors import RunFolderError
 from dsvl_lab.data.tasks import FAMILIES, generate_sample
 from dsvl_lab.data.tasks.common import PATTERNS, recording_textures, texture_label_map
 from dsvl_lab.foundation import FOUNDATION_DIR, FoundationError, from_foundation, pretrain, recipe_for, tensor_checksum
@@ -195,7 +196,7 @@ def test_a_stopped_run_resumes_to_the_same_weights(tmp_path):
 
 def test_resuming_with_another_recipe_is_refused(tmp_path):
     pretrain("lm", "dsvl-tiny-hybrid", tmp_path / "run", smoke=True, progress=False, callbacks=(_StopAt(3),))
-    with pytest.raises(FoundationError, match="another recipe"):
+    with pytest.raises(RunFolderError, match=r"different recipe: recipe\.seed \(0 -> 1\)"):
         pretrain("lm", "dsvl-tiny-hybrid", tmp_path / "run", smoke=True, progress=False, seed=1)
 
 

@@ -164,7 +164,7 @@ def test_bad_stage_values_name_the_key(change, key):
 
 @pytest.mark.parametrize("ratio", [-0.1, 1.5])
 def test_language_ratio_outside_0_1_names_the_key(ratio):
-    with pytest.raises(ValueError, match=r"stage\.data\.language_ratio must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"stage\.data\.language_ratio: must be in \[0, 1\]"):
         stage_spec("stage2_joint").replace(data={"language_ratio": ratio})
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import write_json_atomic, write_text_atomic
+from ..run_folder import LOCK, owned
 from ..training.handoff import made_by
 from ..training.run import SMOKE_STEPS
 from .spec import EVAL_BLOCK, RunPlan, SweepSpec
@@ -208,6 +209,11 @@ def train_node(node: dict) -> None:
 
 def evaluate_run(root: Path, run: dict) -> None:
     """Evaluate the run's stages (held-out questions of the seed's block), write result.json."""
+    with owned(root / "runs" / run["name"]):
+        evaluate_run_in(root, run)
+
+
+def evaluate_run_in(root: Path, run: dict) -> None:
     folder = root / "runs" / run["name"]
     existing = read_json(folder / RESULT)
     if existing is not None and existing.get("hash") == run["hash"]:
@@ -372,7 +378,7 @@ def reuse_stages(plan: SweepPlan, source: str | Path, say: Callable[[str], None]
         other = Path(source) / "stages" / node.folder.name
         if not made_by(node.folder, node.preset, node.spec) and made_by(other, node.preset, node.spec):
             shutil.rmtree(node.folder, ignore_errors=True)  # a partial training of the same stage
-            shutil.copytree(other, node.folder)
+            shutil.copytree(other, node.folder, ignore=shutil.ignore_patterns(LOCK))  # the owner record is not the work
             copied += 1
     say(f"reused {copied} finished stage trainings from {source}")
     return copied
@@ -386,6 +392,14 @@ def run_sweep(spec: SweepSpec, out: str | Path = "runs/sweeps", smoke: bool = Fa
     ``reuse_from``: another study's run root whose identical stage trainings are copied, not rerun.
     """
     plan = plan_sweep(spec, out, smoke, seeds)
+    with owned(plan.root):  # one driver per study folder; its workers own the stage and run folders
+        sweep_in(plan, jobs, executor, slurm, say, reuse_from)
+    return plan
+
+
+def sweep_in(plan: SweepPlan, jobs: int | None, executor: str, slurm: dict | None, say: Callable[[str], None],
+             reuse_from: str | Path | None) -> None:
+    spec = plan.spec
     prepare_root(plan)
     if reuse_from:
         reuse_stages(plan, reuse_from, say)
@@ -402,7 +416,6 @@ def run_sweep(spec: SweepSpec, out: str | Path = "runs/sweeps", smoke: bool = Fa
     failed = [name for name, s in status.items() if s == "failed"]
     say(f"study {spec.study}: {sum(s == 'done' for s in status.values())}/{len(status)} runs done"
         + (f"; failed: {', '.join(failed)} (see runs/<run>/error.json; run the command again to retry)" if failed else ""))
-    return plan
 
 
 # ============================================================================ the local executor

@@ -50,17 +50,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DSVLConfig, did_you_mean, variant_name
+from ..config import DSVLConfig, did_you_mean, shown, type_name, variant_name
+from ..errors import InputError
 from ..training.run import SMOKE_STEPS
-from ..training.spec import STAGE_NAMES, StageConfigError, StageSpec, stage_spec
+from ..training.spec import STAGE_NAMES, StageConfigError, StageSpec, is_int, is_number, stage_spec
 
 EVAL_BLOCK = 10_000  # seed s answers evaluation questions s * EVAL_BLOCK ... (disjoint blocks)
 DIRECTIONS = ("greater", "less")
 TOP_KEYS = ("study", "question", "base", "arms", "seeds", "baseline", "claims", "curves", "smoke", "slurm")
 
 
-class SweepConfigError(ValueError):
-    """A bad sweep.yaml, found before anything runs; the message names the key and the fix."""
+class SweepConfigError(InputError):
+    """A bad sweep.yaml, found before anything runs; names the file, the key and the fix."""
 
 
 # ============================================================================ the pieces of a study
@@ -83,14 +84,22 @@ class Evaluation:
     def __post_init__(self) -> None:
         from ..data.tasks import FAMILIES
 
+        for name in ("families", "details", "after"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                raise SweepConfigError(f"must be a list, got {shown(getattr(self, name))}",
+                                       key=f"evaluation.{name}")
+        for name in ("language", "generate"):
+            if not isinstance(getattr(self, name), bool):
+                raise SweepConfigError(f"must be true or false, got {shown(getattr(self, name))}",
+                                       key=f"evaluation.{name}")
         self.families, self.details, self.after = tuple(self.families), tuple(self.details), tuple(self.after)
-        if not isinstance(self.samples, int) or self.samples < 1:
-            raise SweepConfigError(f"evaluation.samples must be an integer >= 1, got {self.samples!r}")
+        if not is_int(self.samples) or self.samples < 1:
+            raise SweepConfigError(f"must be an integer >= 1, got {shown(self.samples)}", key="evaluation.samples")
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown:
-            raise SweepConfigError(f"evaluation.families: unknown {unknown}; choose from {FAMILIES}")
-        if not set(self.details) <= {"coarse", "fine"}:
-            raise SweepConfigError(f"evaluation.details must be coarse and/or fine, got {list(self.details)}")
+            raise SweepConfigError(f"unknown {unknown}; choose from {FAMILIES}", key="evaluation.families")
+        if any(detail not in ("coarse", "fine") for detail in self.details):
+            raise SweepConfigError(f"must be coarse and/or fine, got {list(self.details)}", key="evaluation.details")
 
 
 @dataclass
@@ -109,8 +118,13 @@ class Claim:
     text: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("arm", "metric", "stage", "text"):
+            if not isinstance(getattr(self, name), str):
+                raise SweepConfigError(f"must be a string, got {shown(getattr(self, name))}", key=name)
         if self.direction not in DIRECTIONS:
-            raise SweepConfigError(f"claims: direction must be one of {DIRECTIONS}, got {self.direction!r}")
+            raise SweepConfigError(f"must be one of {DIRECTIONS}, got {shown(self.direction)}", key="direction")
+        if not (is_number(self.margin) and self.margin >= 0):
+            raise SweepConfigError(f"must be a number >= 0, got {shown(self.margin)}", key="margin")
 
 
 @dataclass
@@ -175,44 +189,58 @@ class SweepSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> "SweepSpec":
-        import yaml
+        """Read and validate a sweep.yaml; every problem is a SweepConfigError naming the file and key."""
+        from ..yaml_files import read_yaml
 
         path = Path(path)
         if not path.is_file():
-            raise SweepConfigError(f"{path}: no such sweep file; studies live in ablations/<study>/sweep.yaml")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise SweepConfigError(f"{path}: not valid YAML: {error}") from None
-        return cls.from_dict(data, path)
+            raise SweepConfigError("no such sweep file; studies live in ablations/<study>/sweep.yaml", source=path)
+        return cls.from_dict(read_yaml(path, SweepConfigError), path)
 
     @classmethod
     def from_dict(cls, data: Any, path: Path | None = None) -> "SweepSpec":
-        where = str(path) if path else "sweep"
+        try:
+            return cls._from_mapping(data, path)
+        except InputError as error:  # keys are checked without the file; name it on the way out
+            raise error.at(path) from None
+
+    @classmethod
+    def _from_mapping(cls, data: Any, path: Path | None) -> "SweepSpec":
         if not isinstance(data, dict):
-            raise SweepConfigError(f"{where}: must be a mapping with study, arms, seeds and baseline")
+            raise SweepConfigError(f"must be a mapping with study, arms, seeds and baseline, got {type_name(data)}")
         unknown = [key for key in data if key not in TOP_KEYS]
         if unknown:
-            raise SweepConfigError(f"{where}: unknown top-level key {unknown[0]!r}{suggest(unknown[0], TOP_KEYS)}")
+            raise SweepConfigError(f"unknown top-level key{suggest(unknown[0], TOP_KEYS)}", key=str(unknown[0]))
         for key in ("study", "arms", "seeds", "baseline"):
             if key not in data:
-                raise SweepConfigError(f"{where}: missing {key!r}")
+                raise SweepConfigError("missing: every study sets it", key=key)
+        check_sections(data)
         arms = data["arms"]
-        if not isinstance(arms, dict) or not arms:
-            raise SweepConfigError(f"{where}: arms must map arm names to overrides ({{}} for none)")
         seeds = data["seeds"]
-        if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)
+        if not (isinstance(seeds, list) and seeds and all(is_int(s) and s >= 0 for s in seeds)
                 and len(set(seeds)) == len(seeds)):
-            raise SweepConfigError(f"{where}: seeds must be a list of distinct integers >= 0, got {seeds!r}")
+            raise SweepConfigError(f"must be a list of distinct integers >= 0, got {shown(seeds)}", key="seeds")
         if data["baseline"] not in arms:
-            raise SweepConfigError(f"{where}: baseline {data['baseline']!r} is not an arm; arms are {list(arms)}")
-        try:
-            claims = [Claim(**claim) for claim in data.get("claims") or []]
-        except TypeError as error:
-            raise SweepConfigError(f"{where}: claims: {error}") from None
-        for claim in claims:
-            if claim.arm not in arms:
-                raise SweepConfigError(f"{where}: claims: arm {claim.arm!r} is not an arm; arms are {list(arms)}")
+            raise SweepConfigError(f"{data['baseline']!r} is not an arm; arms are {list(arms)}", key="baseline")
+        claims = []
+        for index, claim in enumerate(data.get("claims") or []):
+            where = f"claims[{index}]"
+            if not isinstance(claim, dict):
+                raise SweepConfigError(f"must be a mapping (arm, metric, direction, ...), got {type_name(claim)}",
+                                       key=where)
+            known = [f.name for f in dataclasses.fields(Claim)]
+            for key in claim:
+                if key not in known:
+                    raise SweepConfigError(f"unknown key{suggest(key, known)}", key=f"{where}.{key}")
+            for key in ("arm", "metric"):
+                if key not in claim:
+                    raise SweepConfigError("missing: every claim names it", key=f"{where}.{key}")
+            try:
+                claims.append(Claim(**claim))
+            except SweepConfigError as error:
+                raise SweepConfigError(error.problem, key=f"{where}.{error.key}") from None
+            if claims[-1].arm not in arms:
+                raise SweepConfigError(f"{claims[-1].arm!r} is not an arm; arms are {list(arms)}", key=f"{where}.arm")
         spec = cls(study=str(data["study"]), arms={str(k): dict(v or {}) for k, v in arms.items()},
                    seeds=list(seeds), baseline=str(data["baseline"]), base=dict(data.get("base") or {}),
                    claims=claims, curves=list(data.get("curves") or []), question=str(data.get("question", "")),
@@ -229,7 +257,7 @@ class SweepSpec:
         unknown = sorted(set(seeds or []) - set(study_seeds))
         if unknown:
             raise SweepConfigError(f"seeds {unknown} are not seeds of study {self.study} ({study_seeds}); "
-                                   f"add them to its sweep.yaml")
+                                   f"add them to its sweep.yaml", source=self.path, key="seeds")
         seeds = [s for s in study_seeds if s in seeds] if seeds else study_seeds
         plans = []
         for arm, overrides in self.arms.items():
@@ -241,7 +269,50 @@ class SweepSpec:
         try:
             return resolve_run(self.study, arm, overrides, seed, smoke)
         except (SweepConfigError, StageConfigError, ValueError, TypeError) as error:
-            raise SweepConfigError(f"{self.path or 'sweep'}: arms.{arm}: {error}") from None
+            # str(error) names the override's own key (stages.stage2_joint.steps: ...)
+            raise SweepConfigError(str(error), source=self.path, key=f"arms.{arm}") from None
+
+
+def check_sections(data: dict) -> None:
+    """The shape of a sweep.yaml's sections, before any value is used (types of the values come later)."""
+    if not isinstance(data["study"], (str, int)) or isinstance(data["study"], bool):
+        raise SweepConfigError(f"must be a name, got {shown(data['study'])}", key="study")
+    if not isinstance(data["baseline"], str):
+        raise SweepConfigError(f"must be the name of an arm, got {shown(data['baseline'])}", key="baseline")
+    arms = data["arms"]
+    if not isinstance(arms, dict) or not arms:
+        raise SweepConfigError("must map arm names to overrides ({} for none)", key="arms")
+    overrides = {f"arms.{name}": value for name, value in arms.items()}
+    overrides["base"] = data.get("base")
+    for where, value in overrides.items():
+        if value is not None and not isinstance(value, dict):
+            raise SweepConfigError(f"must be a mapping of overrides (key: value), got {type_name(value)}", key=where)
+        for key in value or {}:
+            if not isinstance(key, str):
+                raise SweepConfigError(f"override keys are dotted names like stages.stage2_joint.steps, "
+                                       f"got {shown(key)}", key=where)
+        if value and "stages" in value and not (isinstance(value["stages"], list)
+                                                and all(isinstance(n, str) for n in value["stages"])):
+            raise SweepConfigError(f"must be a list of stage names, got {shown(value['stages'])}",
+                                   key=f"{where}.stages")
+    for key in ("claims", "curves"):
+        if data.get(key) is not None and not isinstance(data[key], list):
+            raise SweepConfigError(f"must be a list, got {type_name(data[key])}", key=key)
+    for index, curve in enumerate(data.get("curves") or []):
+        if not (isinstance(curve, str) and ":" in curve):
+            raise SweepConfigError(f"must be '<stage>:<metric>', got {shown(curve)}", key=f"curves[{index}]")
+    for key in ("smoke", "slurm"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise SweepConfigError(f"must be a mapping, got {type_name(data[key])}", key=key)
+    smoke = data.get("smoke") or {}
+    for key in smoke:
+        if key != "seeds":
+            raise SweepConfigError(f"unknown key{suggest(str(key), ['seeds'])}", key=f"smoke.{key}")
+    if "seeds" in smoke and not (isinstance(smoke["seeds"], list) and smoke["seeds"]
+                                 and all(is_int(s) and s >= 0 for s in smoke["seeds"])):
+        raise SweepConfigError(f"must be a list of integers >= 0, got {shown(smoke['seeds'])}", key="smoke.seeds")
+    if not isinstance(data.get("question", ""), str):
+        raise SweepConfigError(f"must be a string, got {shown(data['question'])}", key="question")
 
 
 # ============================================================================ resolving one run

@@ -25,10 +25,14 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..config import is_int, is_number, shown
+from ..errors import InputError
 from ..processor import IGNORE_INDEX, DSVLProcessor, EncodedSample
-from .mixing import ModalityPlan, WarmupSchedule, draw_seed
+from .mixing import WARMUP_KINDS, ModalityPlan, WarmupSchedule, draw_seed
+from .tasks import FAMILIES
 
 EVAL_SEED_BASE = 1 << 62  # training task seeds are drawn below 2**62, evaluation seeds at and above it
+MAX_TASK_IMAGE_SIZE = 4096  # pixels a side; the largest preset draws at 1024, and 4096 is 48 MB an image
 IMAGE_FORMATS = ("caption", "qa", "chat")
 TEXT_FORMATS = ("plain", "chat")
 
@@ -59,18 +63,45 @@ class StageData:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # Messages name the key as a stage config spells it (stage.data.<field>); types are checked
+        # before values, so a YAML string or list is named instead of failing a comparison.
+        def bad(key: str, problem: str) -> None:
+            raise InputError(problem, key=f"stage.data.{key}")
+
+        if not isinstance(self.families, (list, tuple)) or not self.families:
+            bad("families", f"must be a non-empty list of task families, got {shown(self.families)}")
         self.families = tuple(self.families)  # YAML gives lists
-        # Messages name the key as a stage config spells it (stage.data.<field>).
-        unknown = set(self.image_formats) - set(IMAGE_FORMATS)
+        unknown = [f for f in self.families if f not in FAMILIES]
         if unknown:
-            raise ValueError(f"stage.data.image_formats: unknown formats {sorted(unknown)}; choose from {IMAGE_FORMATS}")
+            bad("families", f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+        if not isinstance(self.image_formats, dict):
+            bad("image_formats", f"must map formats to weights, got {shown(self.image_formats)}")
+        unknown = [f for f in self.image_formats if f not in IMAGE_FORMATS]
+        if unknown:
+            bad("image_formats", f"unknown formats {unknown}; choose from {IMAGE_FORMATS}")
+        weights = list(self.image_formats.values())
+        if not (weights and all(is_number(w) and w >= 0 for w in weights) and sum(weights) > 0):
+            bad("image_formats", f"weights must be numbers >= 0, not all 0, got {shown(self.image_formats)}")
         if self.text_format not in TEXT_FORMATS:
-            raise ValueError(f"stage.data.text_format must be one of {TEXT_FORMATS}, got {self.text_format!r}")
+            bad("text_format", f"must be one of {TEXT_FORMATS}, got {shown(self.text_format)}")
+        if self.warmup_kind not in WARMUP_KINDS:
+            bad("warmup_kind", f"must be one of {WARMUP_KINDS}, got {shown(self.warmup_kind)}")
+        if not isinstance(self.group_by_modality, bool):
+            bad("group_by_modality", f"must be true or false, got {shown(self.group_by_modality)}")
+        if not isinstance(self.name, str):
+            bad("name", f"must be a string, got {shown(self.name)}")
         for key in ("fine_share", "language_ratio"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ValueError(f"stage.data.{key} must be in [0, 1], got {getattr(self, key)}")
-        if self.batch_size < 1 or self.seq_len < 2:
-            raise ValueError(f"stage.data.batch_size must be >= 1 and seq_len >= 2, got {self.batch_size}, {self.seq_len}")
+            value = getattr(self, key)
+            if not (is_number(value) and 0.0 <= value <= 1.0):
+                bad(key, f"must be in [0, 1], got {shown(value)}")
+        for key, low in (("batch_size", 1), ("seq_len", 2), ("warmup_steps", 0), ("warmup_stairs", 1), ("seed", 0)):
+            value = getattr(self, key)
+            if not (is_int(value) and value >= low):
+                bad(key, f"must be an integer >= {low}, got {shown(value)}")
+        size = self.task_image_size
+        if size is not None and not (is_int(size) and 64 <= size <= MAX_TASK_IMAGE_SIZE):
+            bad("task_image_size",
+                f"must be null or an integer in 64..{MAX_TASK_IMAGE_SIZE} (pixels), got {shown(size)}")
         self.schedule  # validates the warm-up
 
     @property

@@ -163,11 +163,7 @@ class StepDataModule(L.LightningDataModule):
         return {"next_step": self.next_step, "recipe": asdict(self.recipe)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = state.get("recipe", {})
-        changed = sorted(k for k in ("seed", "batch_size", "steps", "lr") if k in saved and saved[k] != getattr(self.recipe, k))
-        if changed:
-            raise FoundationError(f"cannot resume: the checkpoint was made with another recipe (differs in {changed}); "
-                                  f"use the same options or a new --out folder")
+        # A checkpoint of another recipe never gets here: fit_resumable refuses it first (run_folder.check_resume).
         self.next_step = int(state["next_step"])
 
 
@@ -212,7 +208,10 @@ def make_trainer(out: Path, recipe: Recipe, callbacks: Sequence[L.Callback] = ()
 
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
                                   every_n_train_steps=max(1, min(recipe.val_every, recipe.steps)))
+    from ..checkpoint_io import AtomicCheckpointIO
+
     return L.Trainer(max_steps=recipe.steps, max_epochs=1, precision=recipe.precision, accelerator="auto",
+                     plugins=[AtomicCheckpointIO()],  # last.ckpt replaced by rename: a kill keeps the previous one
                      devices=1, gradient_clip_val=recipe.grad_clip, logger=CSVLogger(out, name="logs", version=""),
                      callbacks=[checkpoints, *callbacks], enable_progress_bar=progress, enable_model_summary=False,
                      log_every_n_steps=10, num_sanity_val_steps=0, limit_val_batches=0,
@@ -226,7 +225,11 @@ def last_checkpoint(out: Path) -> Path:
 
 def fit_resumable(trainer: L.Trainer, module: L.LightningModule, data: StepDataModule, out: Path) -> bool:
     """Fit, continuing from ``out/checkpoints/last.ckpt`` when one exists. Returns True if it resumed."""
+    from ..run_folder import check_resume
+
     last = last_checkpoint(out)
+    if last.is_file():  # intact, and trained with this very recipe (hyper-parameters), else refused
+        check_resume(last, dict(module.hparams), fresh_hint=f"delete {out} to pretrain afresh, or use another --out")
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     return last.is_file()
 

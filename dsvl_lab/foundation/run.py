@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from ..processor import DSVLProcessor
+from ..run_folder import owned
 from . import lm as lm_part
 from . import sam as sam_part
 from . import siglip as siglip_part
@@ -65,7 +66,14 @@ def pretrain(part: str, preset: str, out: str | Path, smoke: bool = False, ship_
     """Run one part's pretraining end to end; returns its model card (also written to ``out``).
 
     ``callbacks`` are extra Lightning callbacks for the run (loggers of your own, early stops).
+    ``out`` is owned by this process meanwhile (``dsvl_lab.run_folder.owned``).
     """
+    with owned(out, command):
+        return pretrain_in(part, preset, out, smoke, ship_to, progress, command, callbacks, **overrides)
+
+
+def pretrain_in(part: str, preset: str, out: str | Path, smoke: bool, ship_to: Path | None, progress: bool,
+                command: str | None, callbacks: tuple, **overrides: Any) -> dict[str, Any]:
     size = size_of(preset)
     recipe = recipe_for(part, size, smoke, **overrides)
     out = Path(out)

@@ -66,6 +66,7 @@ class VisionModel(nn.Module):
         super().__init__()
         self.encoder = config.encoder
         self.normalize_inside = config.pixel_input == "raw"
+        self.low_res_view_from = config.low_res_view_from
         if config.siglip is not None:
             self.low = SigLIPViT(config.siglip)
             self.low_normalize = Normalize(config.siglip.pixel_mean, config.siglip.pixel_std)
@@ -81,6 +82,8 @@ class VisionModel(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, high_res_pixel_values: torch.Tensor | None = None):
         if self.encoder == "siglip":
+            if self.low_res_view_from:  # the hybrid's own low-res view of a larger image (config.low_res_view_from)
+                pixel_values = resize_antialiased(pixel_values, self.low.config.image_size)
             return self._low(pixel_values)
         if self.encoder == "sam":
             return self._high(high_res_pixel_values if high_res_pixel_values is not None else pixel_values)

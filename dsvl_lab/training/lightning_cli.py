@@ -16,10 +16,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contextlib import ExitStack
+
 from lightning.pytorch.cli import LightningCLI
+
+from ..checkpoint_io import AtomicCheckpointIO
+from ..errors import RunFolderError
+from ..run_folder import check_resume, owned
 
 from ..data.datamodule import DSVLDataModule
 from .module import DSVLLitModule
+from .run import start_key
 from .spec import StageSpec, as_stage_spec
 
 
@@ -42,6 +49,8 @@ class StageCLI(LightningCLI):
         parser.add_argument("--eval_samples", type=int, default=20, help="held-out questions per family and detail")
         parser.add_argument("--eval_every", type=int, default=0, help="evaluate every N steps (0: at the end only)")
         parser.add_argument("--checkpoint_every", type=int, default=50, help="write last.ckpt every N steps")
+        parser.add_argument("--fresh", type=bool, default=False,
+                            help="train afresh in a folder that already holds this stage (deletes its checkpoints/ and model/)")
 
     def instantiate_trainer(self, **kwargs):
         """Stage length from the stage, and the stage callbacks (audit, guard, evaluation, hand-off)."""
@@ -52,6 +61,7 @@ class StageCLI(LightningCLI):
         extra = stage_callbacks(out, module.spec, self._get(self.config, "eval_every"),
                                 self._get(self.config, "eval_samples"), self._get(self.config, "checkpoint_every"))
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + list(extra.values())
+        kwargs["plugins"] = [*(kwargs.get("plugins") or []), AtomicCheckpointIO()]  # a kill keeps the previous last.ckpt
         if self._get(self.config, "trainer.logger") in (None, True):  # CSV always, TensorBoard when installed
             from .run import loggers_for
 
@@ -60,6 +70,53 @@ class StageCLI(LightningCLI):
         if trainer.max_steps in (-1, None):  # the stage says how long it is, unless the trainer piece does
             trainer.fit_loop.epoch_loop.max_steps = module.spec.steps
         return trainer
+
+
+    # ------------------------------------------------------------------ the run folder
+    def root(self) -> Path:
+        return Path(self._get(self.config, "trainer.default_root_dir") or "runs/fit")
+
+    def before_fit(self) -> None:
+        """Own the run folder, and never train silently over a stage it already holds."""
+        HELD.folder = str(self.root())
+        HELD.enter_context(owned(self.root()))
+        ckpt_path = self._get(self.config, "ckpt_path")
+        if self._get(self.config, "fresh"):
+            start_afresh(self.root())
+        elif ckpt_path is None:
+            refuse_to_retrain(self.root())
+        if ckpt_path is not None:
+            checkpoint = self.root() / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+            if checkpoint.is_file():
+                module: DSVLLitModule = self.model
+                check_resume(checkpoint, dict(module.hparams), fresh_hint=FRESH_HINT, normalise={"start": start_key})
+
+    def after_fit(self) -> None:
+        HELD.close()
+
+
+HELD = ExitStack()  # the run folder's lock, released after fit, or by main() when fit fails
+HELD.folder = None  # which folder (for the Ctrl-C line)
+FRESH_HINT = "pass --fresh true to train afresh (deletes its checkpoints/ and model/), or choose another --trainer.default_root_dir"
+
+
+def refuse_to_retrain(root: Path) -> None:
+    """A folder with a finished stage or a checkpoint is resumed on request only (--ckpt_path last)."""
+    from .handoff import CARD
+
+    finished, last = root / "model" / CARD, root / "checkpoints" / "last.ckpt"
+    if finished.is_file() or last.is_file():
+        held = "a finished stage (model/)" if finished.is_file() else "a checkpoint (checkpoints/last.ckpt)"
+        raise RunFolderError(f"already holds {held}; pass --ckpt_path last to resume it, or {FRESH_HINT}", source=root)
+
+
+def start_afresh(root: Path) -> None:
+    import shutil
+
+    for name in ("checkpoints", "model"):
+        if (root / name).exists():
+            shutil.rmtree(root / name)
+            print(f"{root / name}: deleted (--fresh true)")
 
 
 def main(args: list[str] | None = None, description: str = "", example: str = "") -> None:
@@ -75,7 +132,8 @@ def main(args: list[str] | None = None, description: str = "", example: str = ""
     parser_kwargs = {"fit": {"description": description, "epilog": f"Examples:{examples}", "formatter_class": KeepLayout}}
     # We pass args on purpose (dsvl-lab parsed `fit` off the command line); LightningCLI warns about it.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    StageCLI(DSVLLitModule, StageDataModule, args=args, save_config_kwargs={"overwrite": True},
-             parser_kwargs=parser_kwargs,
-             trainer_defaults={"max_steps": -1, "max_epochs": 1, "use_distributed_sampler": False,
-                               "num_sanity_val_steps": 0, "enable_model_summary": False})
+    with HELD:
+        StageCLI(DSVLLitModule, StageDataModule, args=args, save_config_kwargs={"overwrite": True},
+                 parser_kwargs=parser_kwargs,
+                 trainer_defaults={"max_steps": -1, "max_epochs": 1, "use_distributed_sampler": False,
+                                   "num_sanity_val_steps": 0, "enable_model_summary": False})

@@ -20,6 +20,7 @@ from typing import Sequence
 import lightning as L
 
 from ..data.datamodule import DSVLDataModule, MixtureLogger
+from ..run_folder import check_resume, owned
 from .callbacks import FlopsThroughput, FreezeAudit, NonFiniteGuard, StageEvaluation, StageExport
 from .module import DSVLLitModule
 from .spec import STAGE_NAMES, StageSpec, as_stage_spec, stage_spec
@@ -78,8 +79,11 @@ def make_stage_trainer(out: Path, spec: StageSpec, callbacks: Sequence[L.Callbac
                        val_every: int | None = None, **trainer_options) -> L.Trainer:
     """A trainer for one stage: bf16 autocast where supported, validation ``val_every`` steps."""
     val_every = val_every or max(1, spec.steps // 4)
+    from ..checkpoint_io import AtomicCheckpointIO
+
     options = dict(max_steps=spec.steps, max_epochs=1, accelerator="auto", devices=1,
                    precision="bf16-mixed", logger=loggers_for(out), callbacks=list(callbacks),
+                   plugins=[AtomicCheckpointIO()],  # last.ckpt replaced by rename: a kill keeps the previous one
                    enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
                    num_sanity_val_steps=0, val_check_interval=min(val_every, spec.steps), check_val_every_n_epoch=None,
                    use_distributed_sampler=False)  # DSVLDataModule splits each step across ranks itself
@@ -91,9 +95,39 @@ def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | 
               progress: bool = True, eval_every: int = 0, eval_samples: int = 20, checkpoint_every: int = 50,
               extra_callbacks: Sequence[L.Callback] = (), language_eval: bool = True, throughput: bool = True,
               num_workers: int = 1, **trainer_options) -> StageRun:
-    """Train one stage into ``out``; resumes from ``out/checkpoints/last.ckpt`` when it exists."""
+    """Train one stage into ``out``; resumes from ``out/checkpoints/last.ckpt`` when it exists.
+
+    ``out`` is owned by this process while it trains (``dsvl_lab.run_folder.owned``); a checkpoint
+    there is checked before anything is built: intact, and trained with this very preset, spec and
+    start, else the run is refused with the differing keys.
+    """
     spec = as_stage_spec(spec)
     out = Path(out)
+    with owned(out):
+        return train_stage_in(out, preset, spec, start, progress, eval_every, eval_samples, checkpoint_every,
+                              extra_callbacks, language_eval, throughput, num_workers, **trainer_options)
+
+
+def resume_point(out: Path, preset: str, spec: StageSpec, start: str | Path | None) -> Path | None:
+    """``out/checkpoints/last.ckpt`` if there is one to resume (checked), else None."""
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    asked = {"preset": preset, "stage": spec.to_dict(), "start": start_key(start)}
+    check_resume(last, asked, fresh_hint=f"delete {out} to train this stage afresh, or write to another folder",
+                 normalise={"start": start_key})
+    return last
+
+
+def start_key(start: str | Path | None) -> str | None:
+    """The start as an absolute path, so a resume from another working directory still matches."""
+    return str(Path(start).resolve()) if start else None
+
+
+def train_stage_in(out: Path, preset: str, spec: StageSpec, start, progress: bool, eval_every: int,
+                   eval_samples: int, checkpoint_every: int, extra_callbacks: Sequence[L.Callback],
+                   language_eval: bool, throughput: bool, num_workers: int, **trainer_options) -> StageRun:
+    last = resume_point(out, preset, spec, start)  # before anything is built: a refusal costs nothing
     # The fresh parts (the aligner in stage 1) and everything else random start from the stage's seed,
     # so the same command gives the same weights (on CPU, with the same thread count).
     L.seed_everything(spec.data.seed, workers=True, verbose=False)
@@ -101,8 +135,7 @@ def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | 
     data = DSVLDataModule(module.config, spec.data, total_steps=spec.steps, num_workers=num_workers)
     callbacks = stage_callbacks(out, spec, eval_every, eval_samples, checkpoint_every, language_eval, throughput)
     trainer = make_stage_trainer(out, spec, [*callbacks.values(), *extra_callbacks], progress, **trainer_options)
-    last = out / "checkpoints" / "last.ckpt"
-    resumed = last.is_file()
+    resumed = last is not None
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resumed else None)
     export: StageExport = callbacks["export"]
@@ -148,10 +181,18 @@ def has_foundation(preset: str) -> bool:
 
 def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bool = True, eval_samples: int | None = None,
                  stages: Sequence[StageSpec] | None = None, **stage_options) -> dict:
-    """Stages 1 -> 2 -> 3, each continuing the previous one's checked output; the report after each."""
+    """Stages 1 -> 2 -> 3, each continuing the previous one's checked output; the report after each.
+
+    ``out`` is owned by this process meanwhile: a second pipeline on the same folder is refused.
+    """
+    with owned(out):
+        return pipeline_in(preset, Path(out), smoke, progress, eval_samples, stages, **stage_options)
+
+
+def pipeline_in(preset: str, out: Path, smoke: bool, progress: bool, eval_samples: int | None,
+                stages: Sequence[StageSpec] | None, **stage_options) -> dict:
     from .report import write_report
 
-    out = Path(out)
     specs = list(stages) if stages is not None else pipeline_specs(preset, smoke)
     eval_samples = eval_samples or (2 if smoke else DEMO_EVAL_SAMPLES)
     report = {"preset": preset, "smoke": smoke, "stages": []}

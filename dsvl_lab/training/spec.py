@@ -31,6 +31,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..config import did_you_mean, is_int, shown, type_name
 from ..data.stage_data import STAGE_DATA_PRESETS, StageData
 from ..errors import InputError
 
@@ -95,21 +96,60 @@ class StageSpec:
     prompt_format: str = "plain"
 
     def __post_init__(self) -> None:
+        # YAML gives lists and mappings; anything else would fail inside tuple() or StageData() unnamed.
+        for key in ("trainable", "betas", "step_milestones"):
+            check(isinstance(getattr(self, key), (list, tuple)), f"stage.{key}",
+                  f"must be a list, got {shown(getattr(self, key))}")
+        check(isinstance(self.group_learning_rates, dict), "stage.group_learning_rates",
+              f"must be a mapping of group: learning rate, got {shown(self.group_learning_rates)}")
         self.trainable = tuple(self.trainable)
         self.betas = tuple(self.betas)
         self.step_milestones = tuple(self.step_milestones)
         if isinstance(self.data, dict):  # from YAML / JSON
+            check_keys(self.data, StageData, "stage.data")
             self.data = StageData(**self.data)
         self.validate()
+
+    @classmethod
+    def from_dict(cls, data, source=None) -> "StageSpec":
+        """A stage from plain data (a stage YAML's ``model.stage``); problems name the key and ``source``."""
+        try:
+            check(isinstance(data, dict), "stage", f"must be a mapping of StageSpec fields, got {type_name(data)}")
+            check_keys(data, cls, "stage")
+            for key in ("name", "trainable", "learning_rate", "steps", "data"):
+                check(key in data, f"stage.{key}", "missing: every stage sets it")
+            return cls(**data)
+        except InputError as error:
+            raise error.at(source) from None
+
+    @classmethod
+    def load(cls, path) -> "StageSpec":
+        """A stage from a YAML file: a ``configs/stage/`` piece (``model: stage: ...``) or the stage mapping itself.
+
+        ``dsvl-lab fit`` reads the pieces through LightningCLI; this reader is for notebooks and checks,
+        and names the file (and line) in every error.
+        """
+        from ..yaml_files import read_yaml
+
+        data = read_yaml(path)
+        if isinstance(data, dict) and "model" in data:  # a LightningCLI piece
+            model = data["model"]
+            if not (isinstance(model, dict) and "stage" in model):
+                raise StageConfigError("model", "a stage piece holds model: stage: {...}", source=str(path))
+            data = model["stage"]
+        return cls.from_dict(data, source=path)
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Raise ``StageConfigError`` naming the first bad key."""
-        check(bool(self.name), "stage.name", "must not be empty")
+        check(isinstance(self.name, str) and bool(self.name), "stage.name",
+              f"must be a non-empty string, got {shown(self.name)}")
         check(len(self.trainable) > 0, "stage.trainable", "lists no parameter group: a stage must train something")
         for group in list(self.trainable) + list(self.group_learning_rates):
-            check(group in GROUPS, "stage.trainable" if group in self.trainable else "stage.group_learning_rates",
-                  f"no parameter group {group!r}; groups are {', '.join(GROUPS)}")
+            if not (isinstance(group, str) and group in GROUPS):  # (the hint is worked out on failure only)
+                raise StageConfigError("stage.trainable" if group in self.trainable else "stage.group_learning_rates",
+                                       f"no parameter group {shown(group)}{did_you_mean(str(group), GROUPS)}; "
+                                       f"groups are {', '.join(GROUPS)}")
         for group in self.group_learning_rates:
             check(group in self.trainable, "stage.group_learning_rates",
                   f"{group!r} has a learning rate but is not in stage.trainable")
@@ -117,18 +157,24 @@ class StageSpec:
                            *((f"stage.group_learning_rates.{g}", v) for g, v in self.group_learning_rates.items())]:
             check(is_number(value) and value > 0, key, f"must be a positive number, got {value!r}")
         check(self.schedule in SCHEDULES, "stage.schedule", f"must be one of {SCHEDULES}, got {self.schedule!r}")
-        check(isinstance(self.steps, int) and self.steps >= 1, "stage.steps", f"must be an integer >= 1, got {self.steps!r}")
-        check(isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps, "stage.warmup_steps",
-              f"must be an integer >= 0, got {self.warmup_steps!r}")
-        check(0.0 <= self.min_lr_ratio <= 1.0, "stage.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
-        check(all(0.0 < m < 1.0 for m in self.step_milestones), "stage.step_milestones",
-              f"must be fractions of the run in (0, 1), got {self.step_milestones}")
-        check(0.0 < self.step_gamma <= 1.0, "stage.step_gamma", f"must be in (0, 1], got {self.step_gamma}")
-        check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "stage.betas",
-              f"must be two numbers in [0, 1), got {self.betas}")
-        check(self.weight_decay >= 0, "stage.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        check(self.eps > 0, "stage.eps", f"must be > 0, got {self.eps}")
-        check(self.grad_clip >= 0, "stage.grad_clip", f"must be >= 0 (0 = no clipping), got {self.grad_clip}")
+        # is_int / is_number first: a YAML string or list must be named, not compared (a TypeError).
+        check(is_int(self.steps) and self.steps >= 1, "stage.steps",
+              f"must be an integer >= 1, got {shown(self.steps)}")
+        check(is_int(self.warmup_steps) and 0 <= self.warmup_steps, "stage.warmup_steps",
+              f"must be an integer >= 0, got {shown(self.warmup_steps)}")
+        check(is_number(self.min_lr_ratio) and 0.0 <= self.min_lr_ratio <= 1.0, "stage.min_lr_ratio",
+              f"must be in [0, 1], got {shown(self.min_lr_ratio)}")
+        check(all(is_number(m) and 0.0 < m < 1.0 for m in self.step_milestones), "stage.step_milestones",
+              f"must be fractions of the run in (0, 1), got {shown(self.step_milestones)}")
+        check(is_number(self.step_gamma) and 0.0 < self.step_gamma <= 1.0, "stage.step_gamma",
+              f"must be in (0, 1], got {shown(self.step_gamma)}")
+        check(len(self.betas) == 2 and all(is_number(b) and 0.0 <= b < 1.0 for b in self.betas), "stage.betas",
+              f"must be two numbers in [0, 1), got {shown(self.betas)}")
+        check(is_number(self.weight_decay) and self.weight_decay >= 0, "stage.weight_decay",
+              f"must be >= 0, got {shown(self.weight_decay)}")
+        check(is_number(self.eps) and self.eps > 0, "stage.eps", f"must be > 0, got {shown(self.eps)}")
+        check(is_number(self.grad_clip) and self.grad_clip >= 0, "stage.grad_clip",
+              f"must be >= 0 (0 = no clipping), got {shown(self.grad_clip)}")
         check(self.starts_from in STARTS or self.starts_from in STAGE_NAMES, "stage.starts_from",
               f"must be one of {STARTS + STAGE_NAMES}, got {self.starts_from!r}")
         check(self.prompt_format in PROMPT_FORMATS, "stage.prompt_format",
@@ -169,6 +215,15 @@ class StageSpec:
 def check(ok: bool, key: str, problem: str) -> None:
     if not ok:
         raise StageConfigError(key, problem)
+
+
+def check_keys(data: dict, section_class: type, prefix: str) -> None:
+    """Every key is a field of ``section_class``; an unknown one is named with the closest field."""
+    fields = [f.name for f in dataclasses.fields(section_class)]
+    for key in data:
+        if key not in fields:
+            raise StageConfigError(f"{prefix}.{key}", f"unknown key{did_you_mean(str(key), fields)}; "
+                                                      f"{section_class.__name__} keys are {', '.join(fields)}")
 
 
 def is_number(value) -> bool:
