@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DSVLConfig, did_you_mean, shown, type_name, variant_name
+from ..data.stage_data import OMITTED_AT_DEFAULT
 from ..errors import InputError
 from ..training.run import SMOKE_STEPS
 from ..training.spec import STAGE_NAMES, StageConfigError, StageSpec, is_int, is_number, stage_spec
@@ -325,6 +326,8 @@ def resolve_run(study: str, arm: str, overrides: dict[str, Any], seed: int, smok
     preset = variant_name(preset, model_overrides)
     names = list(overrides.get("stages", STAGE_NAMES))
     stage_dicts = {name: json.loads(json.dumps(stage_spec(name).to_dict())) for name in names}
+    for stage in stage_dicts.values():  # to_dict leaves these out at their default; an arm may still set them
+        stage["data"] = {**OMITTED_AT_DEFAULT, **stage["data"]}
     evaluation = dataclasses.asdict(Evaluation())
     for key, value in overrides.items():
         if key in ("preset", "stages", "precision") or key.startswith("model."):

@@ -85,9 +85,7 @@ class DSVLDataModule(L.LightningDataModule):
             self.processor = DSVLProcessor.from_config(self.config)
         text = None
         if self.data.language_ratio > 0 or self.data.warmup_steps > 0:
-            from .corpus import load_corpus
-
-            text = TextStream(self.processor, load_corpus().train)
+            text = TextStream(self.processor, self.data.training_texts())  # stage.data.text_source's train split
         rank, world_size = self.distributed_place()
         self._train = StageBatches(self.data, self.processor, text, self.total_steps, world_image_size(self.config),
                                    rank, world_size)
@@ -152,7 +150,7 @@ class DSVLDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state.get("data", {})
         changed = sorted(k for k, v in saved.items() if k in ("seed", "language_ratio", "warmup_steps", "warmup_kind",
-                                                             "group_by_modality", "batch_size")
+                                                             "group_by_modality", "batch_size", "text_source")
                          and getattr(self.data, k) != (tuple(v) if isinstance(v, list) else v))
         if changed:
             raise ValueError(f"cannot resume: the checkpoint's data mixture differs in {changed}; "

@@ -18,6 +18,7 @@ exactly the batches an uninterrupted run would have seen, with any number of loa
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,13 @@ EVAL_SEED_BASE = 1 << 62  # training task seeds are drawn below 2**62, evaluatio
 MAX_TASK_IMAGE_SIZE = 4096  # pixels a side; the largest preset draws at 1024, and 4096 is 48 MB an image
 IMAGE_FORMATS = ("caption", "qa", "chat")
 TEXT_FORMATS = ("plain", "chat")
+# Where the language-only samples come from: "corpus", the train split of the foundation corpus
+# (dsvl_lab.data.corpus, which the foundation LM was pretrained on), or "fresh", the train split of
+# third-party docstrings it never read (dsvl_lab.data.fresh_text). The evaluation reads neither.
+TEXT_SOURCES = ("corpus", "fresh")
+# Fields added after stage cards and sweep run names were first written: serialised (to_dict) only
+# when they differ from this default, so existing cards, resume checks and run hashes still match.
+OMITTED_AT_DEFAULT = {"text_source": "corpus"}
 
 
 @dataclass
@@ -45,6 +53,8 @@ class StageData:
     ``warmup_kind`` ("linear", "step" or "none") shape the modality warm-up from 1.0 down to it;
     ``group_by_modality`` makes each batch all-text or all-image. ``image_formats`` weights the
     multimodal sample formats; ``fine_share`` is the share of fine-detail task samples.
+    ``text_source`` picks the language-only text: ``"corpus"`` (the foundation corpus's train
+    split) or ``"fresh"`` (text the foundation LM never read; see ``TEXT_SOURCES``).
     """
 
     name: str = "stage2_joint"
@@ -61,6 +71,7 @@ class StageData:
     seq_len: int = 256
     batch_size: int = 16
     seed: int = 0
+    text_source: str = "corpus"
 
     def __post_init__(self) -> None:
         # Messages name the key as a stage config spells it (stage.data.<field>); types are checked
@@ -84,6 +95,8 @@ class StageData:
             bad("image_formats", f"weights must be numbers >= 0, not all 0, got {shown(self.image_formats)}")
         if self.text_format not in TEXT_FORMATS:
             bad("text_format", f"must be one of {TEXT_FORMATS}, got {shown(self.text_format)}")
+        if not (isinstance(self.text_source, str) and self.text_source in TEXT_SOURCES):
+            bad("text_source", f"must be one of {TEXT_SOURCES}, got {shown(self.text_source)}")
         if self.warmup_kind not in WARMUP_KINDS:
             bad("warmup_kind", f"must be one of {WARMUP_KINDS}, got {shown(self.warmup_kind)}")
         if not isinstance(self.group_by_modality, bool):
@@ -103,6 +116,24 @@ class StageData:
             bad("task_image_size",
                 f"must be null or an integer in 64..{MAX_TASK_IMAGE_SIZE} (pixels), got {shown(size)}")
         self.schedule  # validates the warm-up
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data, leaving out ``OMITTED_AT_DEFAULT`` fields at their default."""
+        data = dataclasses.asdict(self)
+        for key, default in OMITTED_AT_DEFAULT.items():
+            if data[key] == default:
+                del data[key]
+        return data
+
+    def training_texts(self) -> list[str]:
+        """The train split of ``text_source``: the only text the stage's language samples are cut from."""
+        if self.text_source == "fresh":
+            from .fresh_text import fresh_train_texts
+
+            return fresh_train_texts()
+        from .corpus import train_texts
+
+        return train_texts()
 
     @property
     def schedule(self) -> WarmupSchedule:

@@ -209,7 +209,11 @@ class StageSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain data for cards, resume checks and sweep hashes; ``data`` through ``StageData.to_dict``, which
+        leaves out fields added later at their default, so specs written before them still match."""
+        data = dataclasses.asdict(self)
+        data["data"] = self.data.to_dict()
+        return data
 
 
 def check(ok: bool, key: str, problem: str) -> None:
