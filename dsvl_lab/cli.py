@@ -726,7 +726,7 @@ def cmd_pipeline(args) -> int:
 @subcommand(
     "sweep", "run an ablation study: every arm x seed of its sweep.yaml, resumable, paired by seed",
     example="dsvl-lab sweep ablations/encoder/sweep.yaml --dry-run\n"
-            "dsvl-lab sweep ablations/encoder/sweep.yaml                      (class mode, about 40 min on 2 cores)\n"
+            "dsvl-lab sweep ablations/encoder/sweep.yaml --jobs 3             (class mode, about 30 min on 2 cores)\n"
             "dsvl-lab sweep ablations/encoder/sweep.yaml --smoke --jobs 2     (micro presets, seconds)\n"
             "dsvl-lab sweep ablations/encoder/sweep.yaml --executor slurm --partition gpu --gpus-per-run 1",
     details="Runs go to OUT/<study>/ (OUT/<study>-smoke with --smoke): runs/<arm>-s<seed>-<hash>/result.json\n"
