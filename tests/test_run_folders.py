@@ -182,8 +182,11 @@ def test_ctrl_c_stops_a_training_command_with_one_line_of_what_was_kept(tmp_path
     out = tmp_path / "fit"
     command = shutil.which("dsvl-lab", path=str(Path(sys.executable).parent)) or "dsvl-lab"
     args = [command, *fit_args(out, "--model.stage.steps=400", "--checkpoint_every=2")]
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no Ctrl-C handler:
+    # give the child the default disposition, as a terminal would.
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while not last.is_file() and time.time() < deadline and process.poll() is None:
