@@ -183,11 +183,7 @@ def stdlib_docstrings(skipped: list[str]) -> Iterator[str]:
     ``json.decoder``'s own entry if that were listed), and only their *own* docstrings:
     ``inspect.getdoc`` would copy a base class's docstring into every subclass that has none.
     """
-    for module_name in STDLIB_MODULES:
-        module = import_quietly(module_name)
-        if module is None:
-            skipped.append(module_name)
-            continue
+    for module in imported_modules(STDLIB_MODULES, skipped):
         # Touching deprecated names (typing.io, ...) warns; that is not the reader's business.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -203,6 +199,16 @@ def module_documents(module) -> list[str]:
             continue
         documents.append(class_document(obj) if inspect.isclass(obj) else own_doc(obj))
     return documents
+
+
+def imported_modules(names, skipped: list[str]) -> Iterator:
+    """Each module of ``names`` that imports, in order; the names of those that do not go to ``skipped``."""
+    for name in names:
+        module = import_quietly(name)
+        if module is None:
+            skipped.append(name)
+        else:
+            yield module
 
 
 def import_quietly(name: str):

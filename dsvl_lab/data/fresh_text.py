@@ -62,7 +62,7 @@ import warnings
 from functools import lru_cache
 from typing import Iterator
 
-from .corpus import (HELDOUT_FRACTION, MIN_WORDS, TextCorpus, content_hash, dedupe, import_quietly, paragraphs,
+from .corpus import (HELDOUT_FRACTION, MIN_WORDS, TextCorpus, content_hash, dedupe, imported_modules, paragraphs,
                      split_documents)
 
 # Modules whose docstrings make the fresh corpus: a fixed, sorted list of public modules of the
@@ -245,11 +245,7 @@ def harvested_documents(skipped: list[str]) -> Iterator[str]:
     class (with its methods) and function, sorted by name; an object re-exported by several modules
     counts once, in the first module of the list."""
     seen: set[int] = set()
-    for module_name in FRESH_MODULES:
-        module = import_quietly(module_name)
-        if module is None:
-            skipped.append(module_name)
-            continue
+    for module in imported_modules(FRESH_MODULES, skipped):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield from module_documents(module, seen)
