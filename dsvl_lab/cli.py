@@ -665,9 +665,9 @@ def run_fit(argv: list[str]) -> int:
     from .training.lightning_cli import main as lightning_main
 
     def fit_folder() -> str | None:
-        from .training.lightning_cli import HELD
+        from .training import lightning_cli
 
-        return HELD.folder
+        return lightning_cli.FIT_FOLDER
 
     try:
         lightning_main(["fit", *argv], description=COMMANDS["fit"].help, example=FIT_EXAMPLE)

@@ -78,7 +78,8 @@ class StageCLI(LightningCLI):
 
     def before_fit(self) -> None:
         """Own the run folder, and never train silently over a stage it already holds."""
-        HELD.folder = str(self.root())
+        global FIT_FOLDER
+        FIT_FOLDER = str(self.root())
         HELD.enter_context(owned(self.root()))
         ckpt_path = self._get(self.config, "ckpt_path")
         if self._get(self.config, "fresh"):
@@ -96,7 +97,7 @@ class StageCLI(LightningCLI):
 
 
 HELD = ExitStack()  # the run folder's lock, released after fit, or by main() when fit fails
-HELD.folder = None  # which folder (for the Ctrl-C line)
+FIT_FOLDER: str | None = None  # the folder being trained, for dsvl-lab fit's Ctrl-C line
 FRESH_HINT = "pass --fresh true to train afresh (deletes its checkpoints/ and model/), or choose another --trainer.default_root_dir"
 
 
