@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write, write_text_atomic
 from .runner import RESULT, plan_sweep, read_json
-from .spec import Claim, SweepSpec
+from .spec import Claim, Fraction, Measure, SweepSpec, Trend
 
 CSV_COLUMNS = ("stage", "metric", "arm", "n", "mean", "sd", "ci_low", "ci_high", "seeds", "values", "baseline",
                "diff_mean", "diff_ci_low", "diff_ci_high", "verdict")
@@ -92,10 +92,17 @@ def load_results(root: Path) -> tuple[SweepSpec, list[dict], list[str]]:
     return spec, results, missing
 
 
-def per_seed(results: list[dict], curves: list[str] = ()) -> dict[tuple[str, str, str], dict[int, float]]:
+def per_seed(results: list[dict], curves: list[str] = (), measures: list[Measure] = ()
+             ) -> dict[tuple[str, str, str], dict[int, float]]:
     """{(stage, metric, arm): {seed: value}} for every metric that is not a chance level, plus, for each
-    ``curves`` entry ``<stage>:<metric>``, the metric's mean over the last tenth of the stage (``end <metric>``)."""
+    ``curves`` entry ``<stage>:<metric>``, the metric's mean over the last tenth of the stage (``end <metric>``),
+    and each of the study's ``measures`` (a statistic of a curve, under the measure's name)."""
     table: dict[tuple[str, str, str], dict[int, float]] = {}
+    for result in results:
+        for measure in measures:
+            value = measure_value(result, measure)
+            if value is not None:
+                table.setdefault((measure.stage, measure.name, result["arm"]), {})[result["seed"]] = value
     for result in results:
         for stage, metrics in result["metrics"].items():
             for metric, value in metrics.items():
@@ -109,6 +116,19 @@ def per_seed(results: list[dict], curves: list[str] = ()) -> dict[tuple[str, str
                 tail = [value for step, value in points if step >= 0.9 * last]
                 table.setdefault((stage, f"end {metric}", result["arm"]), {})[result["seed"]] = sum(tail) / len(tail)
     return table
+
+
+def measure_value(result: dict, measure: Measure) -> float | None:
+    """``measure.stat`` of the run's curve over ``measure.steps`` (None when the run logged no point there)."""
+    stage, _, metric = measure.curve.partition(":")
+    points = result["stages"].get(stage, {}).get("curves", {}).get(metric, [])
+    if measure.steps:
+        first, last = measure.steps
+        points = [(step, value) for step, value in points if first <= step <= last]
+    if not points:
+        return None
+    values = [value for _, value in sorted(points)]
+    return {"max": max, "min": min, "mean": lambda v: sum(v) / len(v), "last": lambda v: v[-1]}[measure.stat](values)
 
 
 def chance_levels(results: list[dict]) -> dict[tuple[str, str], float]:
@@ -130,7 +150,7 @@ def chance_levels(results: list[dict]) -> dict[tuple[str, str], float]:
 
 def summary_rows(spec: SweepSpec, results: list[dict]) -> list[dict]:
     """One row per (stage, metric, arm), in the order stages, metrics and arms first appear."""
-    table = per_seed(results, spec.curves)
+    table = per_seed(results, spec.curves, spec.measures)
     arms = list(spec.arms)
     keys = sorted({(stage, metric) for stage, metric, _ in table},
                   key=lambda k: (first_index(results, k[0]), metric_order(k[1])))
@@ -246,8 +266,103 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
                      for r in stage_rows if r["metric"] == metric and r["diff"]}
             lines.append(f"| {metric} | " + " | ".join(cells.get(a, "-") for a in arms if a != spec.baseline) + " |")
         lines.append("")
+    lines += trend_section(spec, results, rows) + fraction_section(spec, results, rows)
     lines += cost_table(spec, results)
     return "\n".join(lines) + "\n"
+
+
+# ============================================================================ trends and fractions
+def arm_setting(spec: SweepSpec, arm: str, key: str) -> float:
+    """The value an arm gives an override key (the arm's own, else the base's)."""
+    return float({**spec.base, **spec.arms[arm]}[key])
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    from scipy import stats
+
+    return float(stats.spearmanr(xs, ys).statistic) if len(xs) > 2 else math.nan
+
+
+def trend_result(spec: SweepSpec, trend: Trend, results: list[dict], rows: list[dict]) -> dict:
+    """Spearman's rho of the arm means against x, and per seed (arms of that seed) with its interval."""
+    stage_rows = [r for r in rows if r["metric"] == trend.metric and (not trend.stage or r["stage"] == trend.stage)]
+    stage = stage_rows[-1]["stage"] if stage_rows else trend.stage
+    means = {r["arm"]: r for r in stage_rows if r["stage"] == stage}
+    arms = sorted(means, key=lambda a: arm_setting(spec, a, trend.x))
+    rho = spearman([arm_setting(spec, a, trend.x) for a in arms], [means[a]["mean"] for a in arms])
+    per_seed_rho = []
+    for seed in sorted({s for r in means.values() for s in r["seeds"]}):
+        present = [a for a in arms if seed in means[a]["seeds"]]
+        value = spearman([arm_setting(spec, a, trend.x) for a in present],
+                         [means[a]["values"][means[a]["seeds"].index(seed)] for a in present])
+        if not math.isnan(value):
+            per_seed_rho.append(value)
+    sign = 1 if trend.direction == "increasing" else -1
+    seeds = t_interval(per_seed_rho) if per_seed_rho else Interval(0, math.nan, math.nan, math.nan, math.nan)
+    if not math.isnan(rho) and sign * rho >= trend.min_rho:
+        word = "supported"
+    elif seeds.n >= 2 and max(sign * seeds.low, sign * seeds.high) < trend.min_rho:
+        word = "refuted"
+    else:
+        word = f"inconclusive at n={seeds.n}"
+    return {"stage": stage, "arms": arms, "means": means, "rho": rho, "seeds": seeds, "verdict": word}
+
+
+def trend_section(spec: SweepSpec, results: list[dict], rows: list[dict]) -> list[str]:
+    if not spec.trends:
+        return []
+    lines = ["## Trends across arms", "",
+             "Spearman's rank correlation of the arms' means with the arms' setting; per seed, the same over that "
+             "seed's arms (mean [95% CI]). Supported when the correlation of the means reaches the bar; refuted when "
+             "the per-seed interval lies below it.", ""]
+    for trend in spec.trends:
+        found = trend_result(spec, trend, results, rows)
+        bar = f"{'>=' if trend.direction == 'increasing' else '<='} {'' if trend.direction == 'increasing' else '-'}"
+        lines += [f"**{trend.text or f'{trend.metric} {trend.direction} with {trend.x}'}** "
+                  f"(after {found['stage']}; bar: rho {bar}{trend.min_rho:g})", "",
+                  f"| {trend.x.rsplit('.', 1)[-1]} | arm | {trend.metric} mean [95% CI] |", "|---|---|---|"]
+        for arm in found["arms"]:
+            row = found["means"][arm]
+            lines.append(f"| {arm_setting(spec, arm, trend.x):g} | {arm} | {mean_ci(row['mean'], row['ci_low'], row['ci_high'])} |")
+        seeds = found["seeds"]
+        lines += ["", f"rho of the means {fmt(found['rho'])}; per seed {mean_ci(seeds.mean, seeds.low, seeds.high)} "
+                      f"(n={seeds.n}): **{found['verdict']}**", ""]
+    return lines
+
+
+def fraction_result(fraction: Fraction, results: list[dict], rows: list[dict]) -> dict:
+    """(arm - chance) / (of - chance): the ratio of the means, and per seed with its interval."""
+    levels = chance_levels(results)
+    pick = [r for r in rows if r["metric"] == fraction.metric and (not fraction.stage or r["stage"] == fraction.stage)]
+    stage = pick[-1]["stage"] if pick else fraction.stage
+    arm = next((r for r in pick if r["stage"] == stage and r["arm"] == fraction.arm), None)
+    of = next((r for r in pick if r["stage"] == stage and r["arm"] == fraction.of), None)
+    chance = levels.get((stage, fraction.metric), 0.0)
+    if arm is None or of is None:
+        return {"stage": stage, "chance": chance, "ratio": math.nan, "seeds": Interval(0, *[math.nan] * 4)}
+    ratio = (arm["mean"] - chance) / (of["mean"] - chance) if of["mean"] != chance else math.nan
+    per_seed_values = [(arm["values"][arm["seeds"].index(s)] - chance) / (of["values"][of["seeds"].index(s)] - chance)
+                       for s in arm["seeds"] if s in of["seeds"] and of["values"][of["seeds"].index(s)] != chance]
+    return {"stage": stage, "chance": chance, "ratio": ratio, "arm": arm, "of": of,
+            "seeds": t_interval(per_seed_values) if per_seed_values else Interval(0, *[math.nan] * 4)}
+
+
+def fraction_section(spec: SweepSpec, results: list[dict], rows: list[dict]) -> list[str]:
+    if not spec.fractions:
+        return []
+    lines = ["## Fractions of a gain above chance", "",
+             "| what | metric | chance | arm | of | (arm - chance) / (of - chance): ratio of means | per seed |",
+             "|---|---|---|---|---|---|---|"]
+    for fraction in spec.fractions:
+        found = fraction_result(fraction, results, rows)
+        if "arm" not in found:
+            continue
+        arm, of, seeds = found["arm"], found["of"], found["seeds"]
+        lines.append(f"| {fraction.text or f'{fraction.arm} keeps of {fraction.of}'} | {fraction.metric} "
+                     f"({found['stage']}) | {fmt(found['chance'])} | {fraction.arm} {fmt(arm['mean'])} | "
+                     f"{fraction.of} {fmt(of['mean'])} | {fmt(found['ratio'])} | "
+                     f"{mean_ci(seeds.mean, seeds.low, seeds.high)} |")
+    return lines + [""]
 
 
 def cost_table(spec: SweepSpec, results: list[dict]) -> list[str]:

@@ -104,6 +104,7 @@ def curve_plots(spec, results: list[dict], into: Path, smooth: int = 5) -> list[
     paths = []
     for entry in spec.curves:
         stage, _, metric = entry.partition(":")
+        window = 1 if metric.startswith("val/") else smooth  # held-out points are few and exact: not smoothed
         figure, ax = plt.subplots(figsize=(5.5, 3.4))
         for a, arm in enumerate(spec.arms):
             series = [dict(map(tuple, r["stages"][stage]["curves"].get(metric, [])))
@@ -114,16 +115,18 @@ def curve_plots(spec, results: list[dict], into: Path, smooth: int = 5) -> list[
             # Modality-grouped batches log train/loss_vl only on image steps, which differ per seed:
             # each seed's smoothed curve is interpolated onto one grid of steps.
             steps = np.linspace(max(min(s) for s in series), min(max(s) for s in series), 50)
+            if window == 1 and all(sorted(s) == sorted(series[0]) for s in series):
+                steps = np.array(sorted(series[0]), dtype=float)  # the logged steps themselves
             values = np.array([np.interp(steps, sorted(s), moving_average(np.array([[s[k] for k in sorted(s)]]),
-                                                                          smooth)[0]) for s in series])
+                                                                          window)[0]) for s in series])
             mean, sd = values.mean(0), values.std(0)
             color = ARM_COLORS[a % len(ARM_COLORS)]
             ax.plot(steps, mean, color=color, label=f"{arm} (n={len(series)})")
             ax.fill_between(steps, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
         ax.set_xlabel("step")
         ax.set_ylabel(metric)
-        ax.set_title(f"{spec.study}: {metric} in {stage} (moving average of {smooth} logs; band +-1 SD over seeds)",
-                     fontsize=8)
+        how = f"moving average of {window} logs; " if window > 1 else ""
+        ax.set_title(f"{spec.study}: {metric} in {stage} ({how}band +-1 SD over seeds)", fontsize=8)
         ax.legend(fontsize=7, frameon=False)
         ax.grid(alpha=0.3)
         figure.tight_layout()

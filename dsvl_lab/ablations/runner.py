@@ -22,6 +22,7 @@ whose ``result.json`` matches its hash is skipped, an interrupted stage resumes 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -264,11 +265,35 @@ def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dic
     if language:
         metrics["text_perplexity"] = language["perplexity"]
         metrics["cloze_accuracy"] = language["cloze_accuracy"]
+        reference = foundation_language(preset, precision, device)
+        if reference:  # language retention as a change from the LM the run started with
+            metrics["text_perplexity_rise"] = language["perplexity"] / reference["perplexity"] - 1
+            metrics["cloze_change"] = language["cloze_accuracy"] - reference["cloze_accuracy"]
     return {key: round(float(value), 6) for key, value in metrics.items()}
 
 
+@functools.lru_cache(maxsize=4)
+def foundation_language(preset: str, precision: str, device: str) -> dict | None:
+    """Held-out perplexity and cloze of the shipped foundation LM a run of ``preset`` starts from (the
+    LLM that stage 1 leaves frozen), measured as the runs are; None for presets without one (micro)."""
+    import torch
+
+    from ..data.lm_eval import language_retention
+    from ..foundation.common import FoundationError
+    from ..foundation.run import from_foundation
+    from ..processor import DSVLProcessor
+
+    try:
+        model = from_foundation(preset).to(device).eval()
+    except FoundationError:
+        return None
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    with torch.no_grad(), torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+        return language_retention(model, DSVLProcessor.from_config(model.config))
+
+
 def stage_summary(folder: Path) -> dict:
-    """Steps, wall seconds (all invocations) and the logged losses of one stage, for curves and costs."""
+    """Steps, wall seconds (all invocations) and the logged losses (train/ and val/) of one stage, for curves and costs."""
     from ..foundation.common import read_metrics
 
     timing = read_json(folder / "timing.json") or {"invocations": []}
@@ -276,7 +301,7 @@ def stage_summary(folder: Path) -> dict:
     curves: dict[str, list] = {}
     for row in rows:
         for key, value in row.items():
-            if key.startswith("train/") and key != "train/lr" and "step" in row:
+            if key.startswith(("train/", "val/")) and key != "train/lr" and "step" in row:
                 curves.setdefault(key, []).append([int(row["step"]), round(value, 5)])
     return {"folder": folder.name, "seconds": round(sum(i["seconds"] for i in timing["invocations"]), 1),
             "curves": curves}

@@ -54,11 +54,15 @@ from ..config import DSVLConfig, did_you_mean, shown, type_name, variant_name
 from ..data.stage_data import OMITTED_AT_DEFAULT
 from ..errors import InputError
 from ..training.run import SMOKE_STEPS
-from ..training.spec import STAGE_NAMES, StageConfigError, StageSpec, is_int, is_number, stage_spec
+from ..training.spec import (SPEC_OMITTED_AT_DEFAULT, STAGE_NAMES, StageConfigError, StageSpec, is_int, is_number,
+                             stage_spec)
 
 EVAL_BLOCK = 10_000  # seed s answers evaluation questions s * EVAL_BLOCK ... (disjoint blocks)
 DIRECTIONS = ("greater", "less")
-TOP_KEYS = ("study", "question", "base", "arms", "seeds", "baseline", "claims", "curves", "smoke", "slurm")
+TOP_KEYS = ("study", "question", "base", "arms", "seeds", "baseline", "claims", "curves", "measures", "trends",
+            "fractions", "smoke", "slurm")
+STATS = ("max", "min", "mean", "last")
+TREND_DIRECTIONS = ("increasing", "decreasing")
 
 
 class SweepConfigError(InputError):
@@ -129,6 +133,82 @@ class Claim:
 
 
 @dataclass
+class Measure:
+    """A number read off a logged curve of each run, then compared across arms like any metric.
+
+    ``max`` / ``min`` / ``mean`` / ``last`` of ``curve`` (``<stage>:<metric>``) over the logged steps in
+    ``steps`` (``[first, last]``, both included; all steps when empty): e.g. the peak of the held-out
+    text perplexity in the first 60 steps of stage 2, the modality warm-up study's "early spike".
+    """
+
+    name: str
+    curve: str
+    stat: str = "max"
+    steps: tuple[int, ...] = ()
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("name", "curve", "text"):
+            if not isinstance(getattr(self, key), str):
+                raise SweepConfigError(f"must be a string, got {shown(getattr(self, key))}", key=key)
+        if ":" not in self.curve:
+            raise SweepConfigError(f"must be '<stage>:<metric>', got {shown(self.curve)}", key="curve")
+        if self.stat not in STATS:
+            raise SweepConfigError(f"must be one of {STATS}, got {shown(self.stat)}", key="stat")
+        if not (isinstance(self.steps, (list, tuple)) and len(self.steps) in (0, 2)
+                and all(is_int(s) and s >= 0 for s in self.steps)):
+            raise SweepConfigError(f"must be [first, last] step numbers, got {shown(self.steps)}", key="steps")
+        self.steps = tuple(self.steps)
+
+    @property
+    def stage(self) -> str:
+        return self.curve.partition(":")[0]
+
+
+@dataclass
+class Trend:
+    """A dose-response claim across arms: ``metric`` rises (or falls) with a numeric setting ``x``.
+
+    ``x`` is an override key every arm sets (in ``base`` or the arm), e.g.
+    ``stages.stage2_joint.data.language_ratio``. The test is Spearman's rank correlation of the arms'
+    mean ``metric`` with ``x``: supported when it reaches ``min_rho`` in ``direction``.
+    """
+
+    x: str
+    metric: str
+    direction: str = "increasing"
+    min_rho: float = 0.9
+    stage: str = ""
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("x", "metric", "stage", "text"):
+            if not isinstance(getattr(self, key), str):
+                raise SweepConfigError(f"must be a string, got {shown(getattr(self, key))}", key=key)
+        if self.direction not in TREND_DIRECTIONS:
+            raise SweepConfigError(f"must be one of {TREND_DIRECTIONS}, got {shown(self.direction)}", key="direction")
+        if not (is_number(self.min_rho) and 0 < self.min_rho <= 1):
+            raise SweepConfigError(f"must be a number in (0, 1], got {shown(self.min_rho)}", key="min_rho")
+
+
+@dataclass
+class Fraction:
+    """How much of arm ``of``'s gain above chance arm ``arm`` keeps on ``metric``:
+    (arm - chance) / (of - chance), per seed and as a ratio of the means."""
+
+    arm: str
+    of: str
+    metric: str
+    stage: str = ""
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("arm", "of", "metric", "stage", "text"):
+            if not isinstance(getattr(self, key), str):
+                raise SweepConfigError(f"must be a string, got {shown(getattr(self, key))}", key=key)
+
+
+@dataclass
 class RunPlan:
     """One run of a study, fully resolved: what trains, in which stages, and how it is measured."""
 
@@ -182,6 +262,9 @@ class SweepSpec:
     base: dict[str, Any] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     curves: list[str] = field(default_factory=list)
+    measures: list[Measure] = field(default_factory=list)
+    trends: list[Trend] = field(default_factory=list)
+    fractions: list[Fraction] = field(default_factory=list)
     question: str = ""
     smoke: dict[str, Any] = field(default_factory=dict)
     slurm: dict[str, Any] = field(default_factory=dict)
@@ -223,28 +306,26 @@ class SweepSpec:
             raise SweepConfigError(f"must be a list of distinct integers >= 0, got {shown(seeds)}", key="seeds")
         if data["baseline"] not in arms:
             raise SweepConfigError(f"{data['baseline']!r} is not an arm; arms are {list(arms)}", key="baseline")
-        claims = []
-        for index, claim in enumerate(data.get("claims") or []):
-            where = f"claims[{index}]"
-            if not isinstance(claim, dict):
-                raise SweepConfigError(f"must be a mapping (arm, metric, direction, ...), got {type_name(claim)}",
-                                       key=where)
-            known = [f.name for f in dataclasses.fields(Claim)]
-            for key in claim:
-                if key not in known:
-                    raise SweepConfigError(f"unknown key{suggest(key, known)}", key=f"{where}.{key}")
-            for key in ("arm", "metric"):
-                if key not in claim:
-                    raise SweepConfigError("missing: every claim names it", key=f"{where}.{key}")
-            try:
-                claims.append(Claim(**claim))
-            except SweepConfigError as error:
-                raise SweepConfigError(error.problem, key=f"{where}.{error.key}") from None
-            if claims[-1].arm not in arms:
-                raise SweepConfigError(f"{claims[-1].arm!r} is not an arm; arms are {list(arms)}", key=f"{where}.arm")
+        claims = entries(data, "claims", Claim, ("arm", "metric"))
+        measures = entries(data, "measures", Measure, ("name", "curve"))
+        trends = entries(data, "trends", Trend, ("x", "metric"))
+        fractions = entries(data, "fractions", Fraction, ("arm", "of", "metric"))
+        for key, items, fields in (("claims", claims, ("arm",)), ("fractions", fractions, ("arm", "of"))):
+            for index, item in enumerate(items):
+                for name in fields:
+                    if getattr(item, name) not in arms:
+                        raise SweepConfigError(f"{getattr(item, name)!r} is not an arm; arms are {list(arms)}",
+                                               key=f"{key}[{index}].{name}")
+        for index, trend in enumerate(trends):
+            for arm, overrides in arms.items():
+                value = {**(data.get("base") or {}), **(overrides or {})}.get(trend.x)
+                if not is_number(value):
+                    raise SweepConfigError(f"arm {arm!r} sets no number for {trend.x!r} (got {shown(value)}); "
+                                           f"a trend needs every arm to set it", key=f"trends[{index}].x")
         spec = cls(study=str(data["study"]), arms={str(k): dict(v or {}) for k, v in arms.items()},
                    seeds=list(seeds), baseline=str(data["baseline"]), base=dict(data.get("base") or {}),
-                   claims=claims, curves=list(data.get("curves") or []), question=str(data.get("question", "")),
+                   claims=claims, curves=list(data.get("curves") or []), measures=measures, trends=trends,
+                   fractions=fractions, question=str(data.get("question", "")),
                    smoke=dict(data.get("smoke") or {}), slurm=dict(data.get("slurm") or {}), path=path,
                    source=copy.deepcopy(data))
         spec.runs()  # validates every arm before anything runs
@@ -274,6 +355,27 @@ class SweepSpec:
             raise SweepConfigError(str(error), source=self.path, key=f"arms.{arm}") from None
 
 
+def entries(data: dict, key: str, kind: type, required: tuple[str, ...]) -> list:
+    """The list under ``key`` (claims, measures, trends, fractions) as ``kind`` objects, each checked."""
+    found = []
+    for index, entry in enumerate(data.get(key) or []):
+        where = f"{key}[{index}]"
+        if not isinstance(entry, dict):
+            raise SweepConfigError(f"must be a mapping ({', '.join(required)}, ...), got {type_name(entry)}", key=where)
+        known = [f.name for f in dataclasses.fields(kind)]
+        for name in entry:
+            if name not in known:
+                raise SweepConfigError(f"unknown key{suggest(str(name), known)}", key=f"{where}.{name}")
+        for name in required:
+            if name not in entry:
+                raise SweepConfigError(f"missing: every entry of {key} names it", key=f"{where}.{name}")
+        try:
+            found.append(kind(**entry))
+        except SweepConfigError as error:
+            raise SweepConfigError(error.problem, key=f"{where}.{error.key}") from None
+    return found
+
+
 def check_sections(data: dict) -> None:
     """The shape of a sweep.yaml's sections, before any value is used (types of the values come later)."""
     if not isinstance(data["study"], (str, int)) or isinstance(data["study"], bool):
@@ -296,7 +398,7 @@ def check_sections(data: dict) -> None:
                                                 and all(isinstance(n, str) for n in value["stages"])):
             raise SweepConfigError(f"must be a list of stage names, got {shown(value['stages'])}",
                                    key=f"{where}.stages")
-    for key in ("claims", "curves"):
+    for key in ("claims", "curves", "measures", "trends", "fractions"):
         if data.get(key) is not None and not isinstance(data[key], list):
             raise SweepConfigError(f"must be a list, got {type_name(data[key])}", key=key)
     for index, curve in enumerate(data.get("curves") or []):
@@ -326,8 +428,8 @@ def resolve_run(study: str, arm: str, overrides: dict[str, Any], seed: int, smok
     preset = variant_name(preset, model_overrides)
     names = list(overrides.get("stages", STAGE_NAMES))
     stage_dicts = {name: json.loads(json.dumps(stage_spec(name).to_dict())) for name in names}
-    for stage in stage_dicts.values():  # to_dict leaves these out at their default; an arm may still set them
-        stage["data"] = {**OMITTED_AT_DEFAULT, **stage["data"]}
+    for name, stage in stage_dicts.items():  # to_dict leaves these out at their default; an arm may still set them
+        stage_dicts[name] = {**SPEC_OMITTED_AT_DEFAULT, **stage, "data": {**OMITTED_AT_DEFAULT, **stage["data"]}}
     evaluation = dataclasses.asdict(Evaluation())
     for key, value in overrides.items():
         if key in ("preset", "stages", "precision") or key.startswith("model."):

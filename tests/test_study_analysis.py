@@ -1,0 +1,92 @@
+"""Study analyses beyond arm-vs-baseline: curve measures (an early peak), trends across arms (Spearman),
+fractions of a gain above chance, and the stage field that sets how often validation draws the curves."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dsvl_lab.ablations import SweepConfigError, SweepSpec
+from dsvl_lab.ablations.aggregate import fraction_result, measure_value, results_md, summary_rows, trend_result
+from dsvl_lab.ablations.spec import Measure
+from dsvl_lab.training.spec import StageConfigError, stage_spec
+
+RATIO = "stages.stage2_joint.data.language_ratio"
+
+
+def study(**changes) -> dict:
+    data = {"study": "ratio", "base": {"stages": ["stage1_adaptor", "stage2_joint"], "precision": "32-true"},
+            "arms": {"all_text": {RATIO: 1.0}, "mixed": {RATIO: 0.5}, "all_image": {RATIO: 0.0}},
+            "seeds": [0, 1, 2], "baseline": "mixed"}
+    data.update(changes)
+    return data
+
+
+def result(arm: str, seed: int, perplexity: float, accuracy: float, curve: list | None = None) -> dict:
+    return {"arm": arm, "seed": seed, "stages": {"stage2_joint": {"seconds": 1.0, "curves": {"val/text_perplexity": curve or []}}},
+            "metrics": {"stage2_joint": {"text_perplexity": perplexity, "mean/fine": accuracy, "chart/fine": accuracy,
+                                         "chart/fine/chance": 0.25}}}
+
+
+# ============================================================================ validation
+@pytest.mark.parametrize("key, value, expected", [
+    ("measures", [{"name": "peak", "curve": "stage2_joint:val/text_perplexity", "stat": "top"}], "measures[0].stat"),
+    ("measures", [{"name": "peak", "curve": "no-colon"}], "'<stage>:<metric>'"),
+    ("measures", [{"name": "peak", "curve": "s:m", "steps": [5]}], "[first, last]"),
+    ("trends", [{"x": "stages.stage2_joint.steps", "metric": "text_perplexity"}], "sets no number"),
+    ("trends", [{"x": RATIO, "metric": "text_perplexity", "direction": "up"}], "trends[0].direction"),
+    ("fractions", [{"arm": "mixed", "of": "all_imag", "metric": "mean/fine"}], "'all_imag' is not an arm"),
+    ("fractions", [{"arm": "mixed", "metric": "mean/fine"}], "fractions[0].of: missing"),
+])
+def test_bad_analyses_are_named_before_anything_runs(key, value, expected):
+    with pytest.raises(SweepConfigError, match=re_escape(expected)):
+        SweepSpec.from_dict(study(**{key: value}))
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_val_every_is_a_stage_field_left_out_of_old_hashes():
+    spec = stage_spec("stage2_joint")
+    assert "val_every" not in spec.to_dict()  # specs written before the field keep their hash
+    assert spec.replace(val_every=10).to_dict()["val_every"] == 10
+    with pytest.raises(StageConfigError, match="val_every"):
+        spec.replace(val_every=-1)
+    plan = SweepSpec.from_dict(study(base={"stages.stage2_joint.val_every": 10, "precision": "32-true"})).runs()[0]
+    assert plan.stages[1].val_every == 10
+
+
+# ============================================================================ the analyses
+def test_a_measure_reads_a_window_of_a_curve():
+    run = result("a", 0, 1.0, 0.5, curve=[[5, 100.0], [10, 140.0], [15, 120.0], [60, 200.0]])
+    assert measure_value(run, Measure("peak", "stage2_joint:val/text_perplexity", "max", (1, 50))) == 140.0
+    assert measure_value(run, Measure("all", "stage2_joint:val/text_perplexity", "max")) == 200.0
+    assert measure_value(run, Measure("end", "stage2_joint:val/text_perplexity", "last")) == 200.0
+    assert measure_value(run, Measure("none", "stage2_joint:val/text_perplexity", "max", (100, 200))) is None
+
+
+def test_trend_is_spearman_over_arm_means_and_per_seed():
+    spec = SweepSpec.from_dict(study(trends=[{"x": RATIO, "metric": "text_perplexity", "direction": "decreasing"}]))
+    values = {"all_text": [130, 131, 129], "mixed": [135, 134, 138], "all_image": [180, 150, 170]}
+    results = [result(arm, seed, v[seed], 0.5) for arm, v in values.items() for seed in range(3)]
+    found = trend_result(spec, spec.trends[0], results, summary_rows(spec, results))
+    assert found["rho"] == pytest.approx(-1.0) and found["verdict"] == "supported"
+    assert found["seeds"].n == 3 and found["seeds"].mean == pytest.approx(-1.0)
+    shuffled = {"all_text": [150, 131, 170], "mixed": [135, 134, 129], "all_image": [130, 150, 138]}
+    results = [result(arm, seed, v[seed], 0.5) for arm, v in shuffled.items() for seed in range(3)]
+    found = trend_result(spec, spec.trends[0], results, summary_rows(spec, results))
+    assert found["verdict"] != "supported"
+    assert "## Trends across arms" in results_md(spec, results, summary_rows(spec, results), [], "cmd")
+
+
+def test_fraction_of_a_gain_above_chance():
+    spec = SweepSpec.from_dict(study(fractions=[{"arm": "mixed", "of": "all_image", "metric": "chart/fine"}]))
+    accuracy = {"mixed": [0.55, 0.55, 0.55], "all_image": [0.85, 0.85, 0.85], "all_text": [0.25] * 3}
+    results = [result(arm, seed, 100.0, v[seed]) for arm, v in accuracy.items() for seed in range(3)]
+    found = fraction_result(spec.fractions[0], results, summary_rows(spec, results))
+    assert found["chance"] == pytest.approx(0.25)
+    assert found["ratio"] == pytest.approx(0.5) and found["seeds"].mean == pytest.approx(0.5)
+    assert not math.isnan(found["ratio"])
