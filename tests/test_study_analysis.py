@@ -49,14 +49,14 @@ def re_escape(text: str) -> str:
     return re.escape(text)
 
 
-def test_val_every_is_a_stage_field_left_out_of_old_hashes():
+def test_language_every_is_a_stage_field_left_out_of_old_hashes():
     spec = stage_spec("stage2_joint")
-    assert "val_every" not in spec.to_dict()  # specs written before the field keep their hash
-    assert spec.replace(val_every=10).to_dict()["val_every"] == 10
-    with pytest.raises(StageConfigError, match="val_every"):
-        spec.replace(val_every=-1)
-    plan = SweepSpec.from_dict(study(base={"stages.stage2_joint.val_every": 10, "precision": "32-true"})).runs()[0]
-    assert plan.stages[1].val_every == 10
+    assert "language_every" not in spec.to_dict()  # specs written before the field keep their hash
+    assert spec.replace(language_every=10).to_dict()["language_every"] == 10
+    with pytest.raises(StageConfigError, match="language_every"):
+        spec.replace(language_every=-1)
+    plan = SweepSpec.from_dict(study(base={"stages.stage2_joint.language_every": 10, "precision": "32-true"})).runs()[0]
+    assert plan.stages[1].language_every == 10
 
 
 # ============================================================================ the analyses

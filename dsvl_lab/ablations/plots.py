@@ -104,7 +104,7 @@ def curve_plots(spec, results: list[dict], into: Path, smooth: int = 5) -> list[
     paths = []
     for entry in spec.curves:
         stage, _, metric = entry.partition(":")
-        window = 1 if metric.startswith("val/") else smooth  # held-out points are few and exact: not smoothed
+        window = 1 if metric.startswith(("val/", "lang/")) else smooth  # held-out points are few and exact: not smoothed
         figure, ax = plt.subplots(figsize=(5.5, 3.4))
         for a, arm in enumerate(spec.arms):
             series = [dict(map(tuple, r["stages"][stage]["curves"].get(metric, [])))

@@ -293,7 +293,7 @@ def foundation_language(preset: str, precision: str, device: str) -> dict | None
 
 
 def stage_summary(folder: Path) -> dict:
-    """Steps, wall seconds (all invocations) and the logged losses (train/ and val/) of one stage, for curves and costs."""
+    """Steps, wall seconds (all invocations) and the logged curves (train/, val/ and lang/) of one stage, for curves and costs."""
     from ..foundation.common import read_metrics
 
     timing = read_json(folder / "timing.json") or {"invocations": []}
@@ -301,7 +301,7 @@ def stage_summary(folder: Path) -> dict:
     curves: dict[str, list] = {}
     for row in rows:
         for key, value in row.items():
-            if key.startswith(("train/", "val/")) and key != "train/lr" and "step" in row:
+            if key.startswith(("train/", "val/", "lang/")) and key != "train/lr" and "step" in row:
                 curves.setdefault(key, []).append([int(row["step"]), round(value, 5)])
     return {"folder": folder.name, "seconds": round(sum(i["seconds"] for i in timing["invocations"]), 1),
             "curves": curves}

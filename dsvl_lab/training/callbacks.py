@@ -141,6 +141,43 @@ class StageEvaluation(L.Callback):
                 logger.log_metrics(flat_metrics(result), step=trainer.global_step)
 
 
+class LanguageCurve(L.Callback):
+    """The LLM's held-out perplexity at step 0 and every ``every`` steps: the language curve of the
+    ratio and warm-up studies (paper Fig. 4 and 9 track Pile-test over stage 2 the same way).
+
+    The same measure as the end point (``lm_eval.perplexity`` on the whole held-out split), logged as
+    ``lang/perplexity``; it reads no training data and changes no weight.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.points: list[tuple[int, float]] = []
+
+    def on_train_start(self, trainer, pl_module: DSVLLitModule) -> None:
+        if trainer.global_step == 0:  # a resumed run has its start point already
+            self._measure(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            self._measure(trainer, pl_module)
+
+    def _measure(self, trainer, pl_module: DSVLLitModule) -> None:
+        from ..data.corpus import evaluation_texts
+        from ..data.lm_eval import perplexity
+        from ..processor import DSVLProcessor
+
+        modes = {module: module.training for module in pl_module.modules()}
+        pl_module.eval()
+        with torch.no_grad(), trainer.precision_plugin.forward_context():
+            value = perplexity(pl_module.model, DSVLProcessor.from_config(pl_module.model.config), evaluation_texts())
+        for module, mode in modes.items():  # frozen parts stay in eval, trainable ones go back to train
+            module.train(mode)
+        self.points.append((trainer.global_step, value))
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics({"lang/perplexity": value}, step=trainer.global_step)
+
+
 # ============================================================================ NaN / inf guard
 class NonFiniteLoss(FloatingPointError):
     pass

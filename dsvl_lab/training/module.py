@@ -150,12 +150,6 @@ class DSVLLitModule(L.LightningModule):
         modality = "vl" if int(batch.get("n_image", 1)) > 0 else "text"
         self.log(f"val/loss_{modality}", self(batch), on_epoch=True, batch_size=int(batch["input_ids"].shape[0]))
 
-    def on_validation_epoch_end(self) -> None:
-        """``val/text_perplexity``: exp of the held-out text loss, the language curve of the ratio studies."""
-        loss = self.trainer.callback_metrics.get("val/loss_text")
-        if loss is not None:
-            self.log("val/text_perplexity", torch.exp(loss.detach().float()))
-
     # ------------------------------------------------------------------ optimizer
     def parameter_groups(self) -> list[dict]:
         """One AdamW group per trainable component and kind (matrices decay; vectors do not)."""

@@ -21,7 +21,7 @@ import lightning as L
 
 from ..data.datamodule import DSVLDataModule, MixtureLogger
 from ..run_folder import check_resume, owned
-from .callbacks import FlopsThroughput, FreezeAudit, NonFiniteGuard, StageEvaluation, StageExport
+from .callbacks import FlopsThroughput, FreezeAudit, LanguageCurve, NonFiniteGuard, StageEvaluation, StageExport
 from .module import DSVLLitModule
 from .spec import STAGE_NAMES, StageSpec, as_stage_spec, stage_spec
 
@@ -72,14 +72,15 @@ def stage_callbacks(out: Path, spec: StageSpec, eval_every: int, eval_samples: i
     }
     if throughput:
         callbacks["throughput"] = FlopsThroughput()
+    if spec.language_every:
+        callbacks["language_curve"] = LanguageCurve(spec.language_every)
     return callbacks
 
 
 def make_stage_trainer(out: Path, spec: StageSpec, callbacks: Sequence[L.Callback], progress: bool = True,
                        val_every: int | None = None, **trainer_options) -> L.Trainer:
-    """A trainer for one stage: bf16 autocast where supported, validation every ``val_every`` steps
-    (else the spec's ``val_every``, else four times a stage)."""
-    val_every = val_every or spec.val_every or max(1, spec.steps // 4)
+    """A trainer for one stage: bf16 autocast where supported, validation ``val_every`` steps."""
+    val_every = val_every or max(1, spec.steps // 4)
     from ..checkpoint_io import AtomicCheckpointIO
 
     options = dict(max_steps=spec.steps, max_epochs=1, accelerator="auto", devices=1,

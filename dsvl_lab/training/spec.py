@@ -50,7 +50,7 @@ STAGE_NAMES = ("stage1_adaptor", "stage2_joint", "stage3_sft")
 PROMPT_FORMATS = ("plain", "chat")
 # Fields added after cards and sweep hashes were first written: left out of to_dict at their default,
 # so every spec written before them keeps its hash (as StageData's OMITTED_AT_DEFAULT).
-SPEC_OMITTED_AT_DEFAULT = {"val_every": 0}
+SPEC_OMITTED_AT_DEFAULT = {"language_every": 0}
 
 
 class StageConfigError(InputError):
@@ -78,8 +78,9 @@ class StageSpec:
         starts_from: ``foundation`` (the shipped pretrained parts), ``random``, or the name of the
             stage whose checkpoint this one continues: the hand-off checks it.
         prompt_format: how the stage's evaluation asks questions: ``plain`` before SFT, ``chat`` after.
-        val_every: validation (held-out text and image losses, ``val/text_perplexity``) every this many
-            steps; 0 = four times a stage. It changes no weight, only how finely the curves are drawn.
+        language_every: the LLM's held-out perplexity (``lang/perplexity``, the measure of
+            ``dsvl_lab.data.lm_eval.language_retention``) at step 0 and every this many steps; 0 = never.
+            It changes no weight: it only draws the language curve of the language studies.
     """
 
     name: str
@@ -99,7 +100,7 @@ class StageSpec:
     eps: float = 1e-8  # not given by the paper (UNVERIFIED): PyTorch's default
     grad_clip: float = 1.0
     prompt_format: str = "plain"
-    val_every: int = 0
+    language_every: int = 0
 
     def __post_init__(self) -> None:
         # YAML gives lists and mappings; anything else would fail inside tuple() or StageData() unnamed.
@@ -185,8 +186,8 @@ class StageSpec:
               f"must be one of {STARTS + STAGE_NAMES}, got {self.starts_from!r}")
         check(self.prompt_format in PROMPT_FORMATS, "stage.prompt_format",
               f"must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
-        check(is_int(self.val_every) and self.val_every >= 0, "stage.val_every",
-              f"must be an integer >= 0 (0: four validations a stage), got {shown(self.val_every)}")
+        check(is_int(self.language_every) and self.language_every >= 0, "stage.language_every",
+              f"must be an integer >= 0 (0: no language curve), got {shown(self.language_every)}")
         # The mixture's own values (stage.data.language_ratio, ...) are checked by StageData when it is built.
         check(isinstance(self.data, StageData), "stage.data", "must be a StageData (or a mapping of its fields)")
 
