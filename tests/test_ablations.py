@@ -257,5 +257,7 @@ def test_every_committed_study_validates_and_ships_its_results(study):
     spec = SweepSpec.load(folder / "sweep.yaml")
     assert spec.study == study and len(spec.seeds) >= 3
     assert spec.runs(smoke=True) and all("micro" in run.preset for run in spec.runs(smoke=True))
-    for name in ("README.md", "results.md", "results.csv", "stage3_sft-intervals.png"):
+    for name in ("README.md", "results.md", "results.csv"):
         assert (folder / name).is_file(), f"{study}: {name} is missing"
+    last = spec.runs()[0].evaluated_stages[-1]
+    assert (folder / f"{last}-intervals.png").is_file(), f"{study}: {last}-intervals.png is missing"

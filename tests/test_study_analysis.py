@@ -1,8 +1,9 @@
 """Study analyses beyond arm-vs-baseline: curve measures (an early peak), trends across arms (Spearman),
-fractions of a gain above chance, and the stage field that sets how often validation draws the curves."""
+fractions of a gain above chance, and the stage field that draws the language curve (StageSpec.language_every); each language study in smoke mode."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from dsvl_lab.ablations.aggregate import fraction_result, measure_value, results
 from dsvl_lab.ablations.spec import Measure
 from dsvl_lab.training.spec import StageConfigError, stage_spec
 
+ROOT = Path(__file__).resolve().parents[1]
 RATIO = "stages.stage2_joint.data.language_ratio"
 
 
@@ -90,3 +92,35 @@ def test_fraction_of_a_gain_above_chance():
     assert found["chance"] == pytest.approx(0.25)
     assert found["ratio"] == pytest.approx(0.5) and found["seeds"].mean == pytest.approx(0.5)
     assert not math.isnan(found["ratio"])
+
+
+def test_rise_is_the_peak_above_the_start_and_throughput_reads_the_stage_cost():
+    run = result("a", 0, 1.0, 0.5, curve=[[0, 130.0], [10, 150.0], [20, 140.0], [100, 170.0]])
+    assert measure_value(run, Measure("spike", "stage2_joint:val/text_perplexity", "rise", (1, 50))) == pytest.approx(20.0)
+    run["stages"]["stage2_joint"].update(samples=3200, seconds=160.0)
+    assert measure_value(run, Measure("speed", "stage2_joint:samples/s", "throughput")) == pytest.approx(20.0)
+
+
+# ============================================================================ the language studies in smoke mode
+LANGUAGE_STUDIES = ("language_ratio", "modality_warmup", "modality_grouping", "stages")
+
+
+@pytest.mark.parametrize("name", LANGUAGE_STUDIES)
+def test_language_study_runs_in_smoke_mode_and_aggregates(name, tmp_path):
+    """One seed of each study on micro presets: every run finishes, and the analyses its YAML asks for
+    are in results.md (claims, trends, fractions) with the plots."""
+    from dsvl_lab.ablations import aggregate, run_sweep
+
+    spec = SweepSpec.load(ROOT / "ablations" / name / "sweep.yaml")
+    plan = run_sweep(spec, tmp_path / "runs", smoke=True, jobs=2, seeds=[0])
+    assert set(plan.status().values()) == {"done"}
+    outcome = aggregate(plan.root, tmp_path / "out")
+    assert outcome["results"] == len(spec.arms) and not outcome["missing"]
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert "## Claims" in text
+    assert ("## Trends across arms" in text) == bool(spec.trends)
+    assert ("## Fractions of a gain above chance" in text) == bool(spec.fractions)
+    for trend in spec.trends:
+        assert (tmp_path / "out" / f"trend-{trend.metric.replace('/', '_')}.png").is_file()
+    if any(m.stat == "throughput" for m in spec.measures):
+        assert "training samples/s" in (tmp_path / "out" / "results.csv").read_text()

@@ -121,14 +121,19 @@ def per_seed(results: list[dict], curves: list[str] = (), measures: list[Measure
 def measure_value(result: dict, measure: Measure) -> float | None:
     """``measure.stat`` of the run's curve over ``measure.steps`` (None when the run logged no point there)."""
     stage, _, metric = measure.curve.partition(":")
-    points = result["stages"].get(stage, {}).get("curves", {}).get(metric, [])
+    summary = result["stages"].get(stage, {})
+    if measure.stat == "throughput":
+        return summary["samples"] / summary["seconds"] if summary.get("samples") and summary.get("seconds") else None
+    points = summary.get("curves", {}).get(metric, [])
+    start = min(points)[1] if points else None  # the first logged point: the curve's start
     if measure.steps:
         first, last = measure.steps
         points = [(step, value) for step, value in points if first <= step <= last]
     if not points:
         return None
     values = [value for _, value in sorted(points)]
-    return {"max": max, "min": min, "mean": lambda v: sum(v) / len(v), "last": lambda v: v[-1]}[measure.stat](values)
+    return {"max": max, "min": min, "mean": lambda v: sum(v) / len(v), "last": lambda v: v[-1],
+            "rise": lambda v: max(v) - start}[measure.stat](values)
 
 
 def chance_levels(results: list[dict]) -> dict[tuple[str, str], float]:
@@ -394,10 +399,11 @@ def aggregate(root: str | Path, into: str | Path | None = None, command: str | N
     command = command or f"dsvl-lab aggregate {root}" + (f" --into {into}" if into != root else "")
     written = [write_text_atomic(into / "results.csv", results_csv(rows)),
                write_text_atomic(into / "results.md", results_md(spec, results, rows, missing, command))]
-    from .plots import curve_plots, interval_plots
+    from .plots import curve_plots, interval_plots, trend_plots
 
     written += interval_plots(spec, rows, chance_levels(results), into)
     written += curve_plots(spec, results, into)
+    written += trend_plots(spec, rows, chance_levels(results), into)
     return {"results": len(results), "missing": missing, "written": [str(p) for p in written]}
 
 

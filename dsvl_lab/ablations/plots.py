@@ -146,3 +146,47 @@ def moving_average(values, window: int):
         start = max(0, i - window + 1)
         out[:, i] = (cumulative[:, i] - (cumulative[:, start - 1] if start else 0)) / (i - start + 1)
     return out
+
+
+def trend_figure(points: list[tuple[float, dict]], x_label: str, metric: str, title: str = "", chance: float | None = None):
+    """One metric against an arm setting: every seed a dot, the arm's mean with its 95% interval, means joined.
+
+    ``points``: (x, row) per arm, ``row`` as in ``results.csv`` (mean, ci_low, ci_high, values).
+    """
+    import matplotlib.pyplot as plt
+
+    points = sorted(points, key=lambda p: p[0])
+    figure, ax = plt.subplots(figsize=(5.0, 3.2))
+    xs = [x for x, _ in points]
+    for x, row in points:
+        ax.scatter([x] * len(row["values"]), row["values"], s=12, color=ARM_COLORS[0], alpha=0.45, linewidths=0)
+        if not (math.isnan(row["ci_low"]) or math.isnan(row["ci_high"])):
+            ax.errorbar([x], [row["mean"]], yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]],
+                        fmt="none", ecolor=ARM_COLORS[0], capsize=3, lw=1.2)
+    ax.plot(xs, [row["mean"] for _, row in points], color=ARM_COLORS[0], marker="_", markersize=12)
+    if chance is not None:
+        ax.axhline(chance, color="0.6", ls=":", lw=1)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric}: seeds (dots), mean and 95% CI", fontsize=8)
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def trend_plots(spec, rows: list[dict], chance: dict, into: Path) -> list[Path]:
+    """``trend-<metric>.png`` per ``trends`` entry: the metric of each arm against the arm's setting."""
+    from .aggregate import arm_setting, save_figure
+
+    paths = []
+    for trend in spec.trends:
+        found = [r for r in rows if r["metric"] == trend.metric and (not trend.stage or r["stage"] == trend.stage)]
+        if not found:
+            continue
+        stage = found[-1]["stage"]
+        points = [(arm_setting(spec, r["arm"], trend.x), r) for r in found if r["stage"] == stage]
+        name = trend.x.rsplit(".", 1)[-1]
+        figure = trend_figure(points, name, trend.metric, f"{spec.study}, after {stage}: {trend.metric} against "
+                              f"{name} (seeds, mean, 95% CI)", chance.get((stage, trend.metric)))
+        paths.append(save_figure(figure, into / f"trend-{trend.metric.replace('/', '_')}.png"))
+    return paths

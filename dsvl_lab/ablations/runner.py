@@ -303,8 +303,11 @@ def stage_summary(folder: Path) -> dict:
         for key, value in row.items():
             if key.startswith(("train/", "val/", "lang/")) and key != "train/lr" and "step" in row:
                 curves.setdefault(key, []).append([int(row["step"]), round(value, 5)])
+    card = read_json(folder / "model" / "stage.json") or {}
+    spec = card.get("spec", {})
+    samples = spec.get("steps", 0) * spec.get("data", {}).get("batch_size", 0)  # trained samples, for throughput
     return {"folder": folder.name, "seconds": round(sum(i["seconds"] for i in timing["invocations"]), 1),
-            "curves": curves}
+            "samples": samples, "curves": curves}
 
 
 def write_run_card(root: Path, run: dict) -> None:

@@ -61,7 +61,7 @@ EVAL_BLOCK = 10_000  # seed s answers evaluation questions s * EVAL_BLOCK ... (d
 DIRECTIONS = ("greater", "less")
 TOP_KEYS = ("study", "question", "base", "arms", "seeds", "baseline", "claims", "curves", "measures", "trends",
             "fractions", "smoke", "slurm")
-STATS = ("max", "min", "mean", "last")
+STATS = ("max", "min", "mean", "last", "rise", "throughput")
 TREND_DIRECTIONS = ("increasing", "decreasing")
 
 
@@ -137,8 +137,10 @@ class Measure:
     """A number read off a logged curve of each run, then compared across arms like any metric.
 
     ``max`` / ``min`` / ``mean`` / ``last`` of ``curve`` (``<stage>:<metric>``) over the logged steps in
-    ``steps`` (``[first, last]``, both included; all steps when empty): e.g. the peak of the held-out
-    text perplexity in the first 60 steps of stage 2, the modality warm-up study's "early spike".
+    ``steps`` (``[first, last]``, both included; all steps when empty); ``rise``: that maximum minus the
+    curve's first logged point (its start), e.g. the modality warm-up study's "early spike" of the
+    held-out perplexity in the first 50 steps of stage 2. ``throughput``: the stage's training samples
+    per wall second (``<stage>:samples/s``; ``steps`` is ignored), e.g. the modality grouping study's speed.
     """
 
     name: str
