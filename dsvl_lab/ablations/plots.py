@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 ARM_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
@@ -130,7 +131,7 @@ def curve_plots(spec, results: list[dict], into: Path, smooth: int = 5) -> list[
         ax.legend(fontsize=7, frameon=False)
         ax.grid(alpha=0.3)
         figure.tight_layout()
-        paths.append(save_figure(figure, into / f"curve-{stage}-{metric.replace('/', '_')}.png"))
+        paths.append(save_figure(figure, into / f"curve-{stage}-{slug(metric)}.png"))
     return paths
 
 
@@ -188,5 +189,10 @@ def trend_plots(spec, rows: list[dict], chance: dict, into: Path) -> list[Path]:
         name = trend.x.rsplit(".", 1)[-1]
         figure = trend_figure(points, name, trend.metric, f"{spec.study}, after {stage}: {trend.metric} against "
                               f"{name} (seeds, mean, 95% CI)", chance.get((stage, trend.metric)))
-        paths.append(save_figure(figure, into / f"trend-{trend.metric.replace('/', '_')}.png"))
+        paths.append(save_figure(figure, into / f"trend-{slug(trend.metric)}.png"))
     return paths
+
+
+def slug(metric: str) -> str:
+    """A metric's name as a file name part: ``mean/fine`` -> ``mean_fine``, spaces too."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", metric).strip("_")
