@@ -265,7 +265,7 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
         lines += ["", f"Paired differences against the baseline `{spec.baseline}` (arm - baseline, same seed): "
                       "mean [95% CI]; higher / lower when the interval excludes 0.", "",
                   "| metric | " + " | ".join(a for a in arms if a != spec.baseline) + " |",
-                  "|---|" + "---|" * (len(arms) - 1)]
+                  "|---|" + "---|" * sum(a != spec.baseline for a in arms)]
         for metric in dict.fromkeys(r["metric"] for r in stage_rows):
             cells = {r["arm"]: f"{mean_ci(r['diff'].mean, r['diff'].low, r['diff'].high)} {r['verdict']}"
                      for r in stage_rows if r["metric"] == metric and r["diff"]}
