@@ -279,7 +279,7 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
 # ============================================================================ trends and fractions
 def arm_setting(spec: SweepSpec, arm: str, key: str) -> float:
     """The value an arm gives an override key (the arm's own, else the base's)."""
-    return float({**spec.base, **spec.arms[arm]}[key])
+    return float(spec.arm_value(arm, key))
 
 
 def spearman(xs: list[float], ys: list[float]) -> float:
@@ -401,9 +401,10 @@ def aggregate(root: str | Path, into: str | Path | None = None, command: str | N
                write_text_atomic(into / "results.md", results_md(spec, results, rows, missing, command))]
     from .plots import curve_plots, interval_plots, trend_plots
 
-    written += interval_plots(spec, rows, chance_levels(results), into)
+    chance = chance_levels(results)
+    written += interval_plots(spec, rows, chance, into)
     written += curve_plots(spec, results, into)
-    written += trend_plots(spec, rows, chance_levels(results), into)
+    written += trend_plots(spec, rows, chance, into)
     return {"results": len(results), "missing": missing, "written": [str(p) for p in written]}
 
 

@@ -246,9 +246,7 @@ def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dic
     model = load_stage_output(folder, stage, preset, receiving="evaluation").to(device).eval()  # checksum checked
     processor = DSVLProcessor.from_config(model.config)
     prompt_format = read_card(model_folder(folder))["spec"]["prompt_format"]
-    # Autocast as in training (Lightning's bf16-mixed / 16-mixed), none in fp32.
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    with torch.no_grad(), torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with torch.no_grad(), autocast_as_trained(device, precision):
         scores = evaluate_vl(model, processor, families=evaluation["families"], details=evaluation["details"],
                              n=evaluation["samples"], prompt_format=prompt_format,
                              generate=evaluation["generate"], first=seed * EVAL_BLOCK)
@@ -272,6 +270,14 @@ def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dic
     return {key: round(float(value), 6) for key, value in metrics.items()}
 
 
+def autocast_as_trained(device: str, precision: str):
+    """Autocast as in training (Lightning's bf16-mixed / 16-mixed); none in fp32."""
+    import torch
+
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    return torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 @functools.lru_cache(maxsize=4)
 def foundation_language(preset: str, precision: str, device: str) -> dict | None:
     """Held-out perplexity and cloze of the shipped foundation LM a run of ``preset`` starts from (the
@@ -287,8 +293,7 @@ def foundation_language(preset: str, precision: str, device: str) -> dict | None
         model = from_foundation(preset).to(device).eval()
     except FoundationError:
         return None
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    with torch.no_grad(), torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with torch.no_grad(), autocast_as_trained(device, precision):
         return language_retention(model, DSVLProcessor.from_config(model.config))
 
 

@@ -107,6 +107,13 @@ class Evaluation:
             raise SweepConfigError(f"must be coarse and/or fine, got {list(self.details)}", key="evaluation.details")
 
 
+def check_strings(entry: Any, names: tuple[str, ...]) -> None:
+    """Each named field of a claim, measure, trend or fraction is a string (YAML may give a number)."""
+    for name in names:
+        if not isinstance(getattr(entry, name), str):
+            raise SweepConfigError(f"must be a string, got {shown(getattr(entry, name))}", key=name)
+
+
 @dataclass
 class Claim:
     """What the study tests: ``arm`` beats the baseline on ``metric`` in ``direction``.
@@ -123,9 +130,7 @@ class Claim:
     text: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("arm", "metric", "stage", "text"):
-            if not isinstance(getattr(self, name), str):
-                raise SweepConfigError(f"must be a string, got {shown(getattr(self, name))}", key=name)
+        check_strings(self, ("arm", "metric", "stage", "text"))
         if self.direction not in DIRECTIONS:
             raise SweepConfigError(f"must be one of {DIRECTIONS}, got {shown(self.direction)}", key="direction")
         if not (is_number(self.margin) and self.margin >= 0):
@@ -150,9 +155,7 @@ class Measure:
     text: str = ""
 
     def __post_init__(self) -> None:
-        for key in ("name", "curve", "text"):
-            if not isinstance(getattr(self, key), str):
-                raise SweepConfigError(f"must be a string, got {shown(getattr(self, key))}", key=key)
+        check_strings(self, ("name", "curve", "text"))
         if ":" not in self.curve:
             raise SweepConfigError(f"must be '<stage>:<metric>', got {shown(self.curve)}", key="curve")
         if self.stat not in STATS:
@@ -184,9 +187,7 @@ class Trend:
     text: str = ""
 
     def __post_init__(self) -> None:
-        for key in ("x", "metric", "stage", "text"):
-            if not isinstance(getattr(self, key), str):
-                raise SweepConfigError(f"must be a string, got {shown(getattr(self, key))}", key=key)
+        check_strings(self, ("x", "metric", "stage", "text"))
         if self.direction not in TREND_DIRECTIONS:
             raise SweepConfigError(f"must be one of {TREND_DIRECTIONS}, got {shown(self.direction)}", key="direction")
         if not (is_number(self.min_rho) and 0 < self.min_rho <= 1):
@@ -205,9 +206,7 @@ class Fraction:
     text: str = ""
 
     def __post_init__(self) -> None:
-        for key in ("arm", "of", "metric", "stage", "text"):
-            if not isinstance(getattr(self, key), str):
-                raise SweepConfigError(f"must be a string, got {shown(getattr(self, key))}", key=key)
+        check_strings(self, ("arm", "of", "metric", "stage", "text"))
 
 
 @dataclass
@@ -318,20 +317,24 @@ class SweepSpec:
                     if getattr(item, name) not in arms:
                         raise SweepConfigError(f"{getattr(item, name)!r} is not an arm; arms are {list(arms)}",
                                                key=f"{key}[{index}].{name}")
-        for index, trend in enumerate(trends):
-            for arm, overrides in arms.items():
-                value = {**(data.get("base") or {}), **(overrides or {})}.get(trend.x)
-                if not is_number(value):
-                    raise SweepConfigError(f"arm {arm!r} sets no number for {trend.x!r} (got {shown(value)}); "
-                                           f"a trend needs every arm to set it", key=f"trends[{index}].x")
         spec = cls(study=str(data["study"]), arms={str(k): dict(v or {}) for k, v in arms.items()},
                    seeds=list(seeds), baseline=str(data["baseline"]), base=dict(data.get("base") or {}),
                    claims=claims, curves=list(data.get("curves") or []), measures=measures, trends=trends,
                    fractions=fractions, question=str(data.get("question", "")),
                    smoke=dict(data.get("smoke") or {}), slurm=dict(data.get("slurm") or {}), path=path,
                    source=copy.deepcopy(data))
+        for index, trend in enumerate(trends):
+            for arm in spec.arms:
+                value = spec.arm_value(arm, trend.x)
+                if not is_number(value):
+                    raise SweepConfigError(f"arm {arm!r} sets no number for {trend.x!r} (got {shown(value)}); "
+                                           f"a trend needs every arm to set it", key=f"trends[{index}].x")
         spec.runs()  # validates every arm before anything runs
         return spec
+
+    def arm_value(self, arm: str, key: str) -> Any:
+        """The value an arm gives an override key: the arm's own, else the base's (None if neither sets it)."""
+        return {**self.base, **self.arms[arm]}.get(key)
 
     # ------------------------------------------------------------------ expansion
     def runs(self, smoke: bool = False, seeds: list[int] | None = None) -> list[RunPlan]:

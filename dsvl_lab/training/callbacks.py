@@ -151,7 +151,6 @@ class LanguageCurve(L.Callback):
 
     def __init__(self, every: int) -> None:
         self.every = every
-        self.points: list[tuple[int, float]] = []
 
     def on_train_start(self, trainer, pl_module: DSVLLitModule) -> None:
         if trainer.global_step == 0:  # a resumed run has its start point already
@@ -166,13 +165,11 @@ class LanguageCurve(L.Callback):
         from ..data.lm_eval import perplexity
         from ..processor import DSVLProcessor
 
-        modes = {module: module.training for module in pl_module.modules()}
+        was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad(), trainer.precision_plugin.forward_context():
             value = perplexity(pl_module.model, DSVLProcessor.from_config(pl_module.model.config), evaluation_texts())
-        for module, mode in modes.items():  # frozen parts stay in eval, trainable ones go back to train
-            module.train(mode)
-        self.points.append((trainer.global_step, value))
+        pl_module.train(was_training)  # DSVLLitModule.train keeps the frozen parts in eval
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.log_metrics({"lang/perplexity": value}, step=trainer.global_step)
