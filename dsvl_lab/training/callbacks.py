@@ -145,7 +145,7 @@ class LanguageCurve(L.Callback):
     """The LLM's held-out perplexity at step 0 and every ``every`` steps: the language curve of the
     ratio and warm-up studies (paper Fig. 4 and 9 track Pile-test over stage 2 the same way).
 
-    The same measure as the end point (``lm_eval.perplexity`` on the whole held-out split), logged as
+    The same measure as the end point (``lm_eval.heldout_perplexity``: the whole held-out split), logged as
     ``lang/perplexity``; it reads no training data and changes no weight.
     """
 
@@ -161,14 +161,13 @@ class LanguageCurve(L.Callback):
             self._measure(trainer, pl_module)
 
     def _measure(self, trainer, pl_module: DSVLLitModule) -> None:
-        from ..data.corpus import evaluation_texts
-        from ..data.lm_eval import perplexity
+        from ..data.lm_eval import heldout_perplexity
         from ..processor import DSVLProcessor
 
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad(), trainer.precision_plugin.forward_context():
-            value = perplexity(pl_module.model, DSVLProcessor.from_config(pl_module.model.config), evaluation_texts())
+            value = heldout_perplexity(pl_module.model, DSVLProcessor.from_config(pl_module.model.config))
         pl_module.train(was_training)  # DSVLLitModule.train keeps the frozen parts in eval
         if trainer.is_global_zero:
             for logger in trainer.loggers:
