@@ -40,6 +40,8 @@ def result(arm: str, seed: int, perplexity: float, accuracy: float, curve: list 
     ("trends", [{"x": RATIO, "metric": "text_perplexity", "direction": "up"}], "trends[0].direction"),
     ("fractions", [{"arm": "mixed", "of": "all_imag", "metric": "mean/fine"}], "'all_imag' is not an arm"),
     ("fractions", [{"arm": "mixed", "metric": "mean/fine"}], "fractions[0].of: missing"),
+    ("claims", [{"arm": "mixed", "metric": "text_perplexity", "against": "al_text"}], "'al_text' is not an arm"),
+    ("claims", [{"arm": "mixed", "metric": "text_perplexity", "against": "mixed"}], "compared with itself"),
 ])
 def test_bad_analyses_are_named_before_anything_runs(key, value, expected):
     with pytest.raises(SweepConfigError, match=re_escape(expected)):
@@ -93,6 +95,20 @@ def test_fraction_of_a_gain_above_chance():
     assert found["chance"] == pytest.approx(0.25)
     assert found["ratio"] == pytest.approx(0.5) and found["seeds"].mean == pytest.approx(0.5)
     assert not math.isnan(found["ratio"])
+
+
+def test_a_claim_against_another_arm_pairs_the_seeds_of_those_two_arms():
+    claims = [{"arm": "all_text", "metric": "text_perplexity", "direction": "less", "against": "all_image"},
+              {"arm": "all_text", "metric": "text_perplexity", "direction": "less"}]
+    spec = SweepSpec.from_dict(study(claims=claims))
+    values = {"all_text": [130, 131, 129], "mixed": [129, 130, 128], "all_image": [170, 165, 172]}
+    results = [result(arm, seed, v[seed], 0.5) for arm, v in values.items() for seed in range(3)]
+    text = results_md(spec, results, summary_rows(spec, results), [], "cmd")
+    claims_table = text.split("## Claims")[1].split("\n## ")[0]
+    # all_text - all_image = -40, -34, -43 each seed: supported; all_text - mixed = +1 each seed: refuted.
+    assert "| all_text less than all_image on text_perplexity (all_text - all_image, not the baseline) | -39.000 [" in claims_table
+    assert "| all_text less than mixed on text_perplexity | 1.000 [1.000, 1.000] | refuted |" in claims_table
+    assert claims_table.count("| supported |") == 1
 
 
 def test_rise_is_the_peak_above_the_start_and_throughput_reads_the_stage_cost():

@@ -223,15 +223,34 @@ def results_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def claim_verdicts(spec: SweepSpec, rows: list[dict]) -> list[tuple[Claim, dict | None, str]]:
-    """Each claim with its row (the arm's paired comparison) and the verdict in the claimed direction."""
+def claim_row(rows: list[dict], claim: Claim, arm: str) -> dict | None:
+    """``arm``'s summary row for the claim's metric (at the claim's stage, else the last evaluated)."""
+    matches = [r for r in rows if r["arm"] == arm and r["metric"] == claim.metric
+               and (not claim.stage or r["stage"] == claim.stage)]
+    return matches[-1] if matches else None
+
+
+def claim_difference(rows: list[dict], claim: Claim) -> Interval | None:
+    """The claim's paired interval: the row's difference from the baseline, or, for a claim
+    ``against`` another arm, arm - that arm over the seeds both ran."""
+    row = claim_row(rows, claim, claim.arm)
+    if not claim.against:
+        return row["diff"] if row else None
+    other = claim_row(rows, claim, claim.against)
+    if not (row and other):
+        return None
+    theirs = dict(zip(other["seeds"], other["values"]))
+    paired = [value - theirs[seed] for seed, value in zip(row["seeds"], row["values"]) if seed in theirs]
+    return t_interval(paired) if paired else None
+
+
+def claim_verdicts(spec: SweepSpec, rows: list[dict]) -> list[tuple[Claim, Interval | None, str]]:
+    """Each claim with its paired interval and the verdict in the claimed direction."""
     found = []
     for claim in spec.claims:
-        matches = [r for r in rows if r["arm"] == claim.arm and r["metric"] == claim.metric
-                   and (not claim.stage or r["stage"] == claim.stage)]
-        row = matches[-1] if matches else None
-        word = verdict(row["diff"], claim.direction, claim.margin) if row and row["diff"] else "no runs yet"
-        found.append((claim, row, word))
+        diff = claim_difference(rows, claim)
+        word = verdict(diff, claim.direction, claim.margin) if diff else "no runs yet"
+        found.append((claim, diff, word))
     return found
 
 
@@ -247,12 +266,12 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
         lines += [f"Runs missing: {', '.join(missing)}.", ""]
     if spec.claims:
         lines += ["## Claims", "", "| claim | arm - baseline (paired, 95% CI) | verdict |", "|---|---|---|"]
-        for claim, row, word in claim_verdicts(spec, rows):
-            what = claim.text or f"{claim.arm} {claim.direction} than {spec.baseline} on {claim.metric}"
-            diff = row["diff"] if row else None
+        for claim, diff, word in claim_verdicts(spec, rows):
+            what = claim.text or f"{claim.arm} {claim.direction} than {claim.against or spec.baseline} on {claim.metric}"
             cell = mean_ci(diff.mean, diff.low, diff.high) if diff else "-"
             margin = f" (margin {claim.margin:g})" if claim.margin else ""
-            lines.append(f"| {what}{margin} | {cell} | {word} |")
+            against = f" ({claim.arm} - {claim.against}, not the baseline)" if claim.against else ""
+            lines.append(f"| {what}{margin}{against} | {cell} | {word} |")
         lines.append("")
     for stage in dict.fromkeys(r["stage"] for r in rows):
         stage_rows = [r for r in rows if r["stage"] == stage]

@@ -120,6 +120,8 @@ class Claim:
 
     With a ``margin`` the claim is non-inferiority: the arm is no worse than the baseline by more
     than ``margin`` (supported when the paired interval lies above ``-margin`` for ``greater``).
+    ``against`` compares with another arm instead of the baseline, e.g. the control arm that would
+    expose a confound (the warm-up study's steady mix of the same total language).
     """
 
     arm: str
@@ -128,9 +130,12 @@ class Claim:
     margin: float = 0.0
     stage: str = ""  # the evaluated stage; "" = the last
     text: str = ""
+    against: str = ""  # "" = the study's baseline
 
     def __post_init__(self) -> None:
-        check_strings(self, ("arm", "metric", "stage", "text"))
+        check_strings(self, ("arm", "metric", "stage", "text", "against"))
+        if self.against and self.against == self.arm:
+            raise SweepConfigError(f"an arm cannot be compared with itself ({self.arm!r})", key="against")
         if self.direction not in DIRECTIONS:
             raise SweepConfigError(f"must be one of {DIRECTIONS}, got {shown(self.direction)}", key="direction")
         if not (is_number(self.margin) and self.margin >= 0):
@@ -311,10 +316,10 @@ class SweepSpec:
         measures = entries(data, "measures", Measure, ("name", "curve"))
         trends = entries(data, "trends", Trend, ("x", "metric"))
         fractions = entries(data, "fractions", Fraction, ("arm", "of", "metric"))
-        for key, items, fields in (("claims", claims, ("arm",)), ("fractions", fractions, ("arm", "of"))):
+        for key, items, fields in (("claims", claims, ("arm", "against")), ("fractions", fractions, ("arm", "of"))):
             for index, item in enumerate(items):
                 for name in fields:
-                    if getattr(item, name) not in arms:
+                    if getattr(item, name) and getattr(item, name) not in arms:
                         raise SweepConfigError(f"{getattr(item, name)!r} is not an arm; arms are {list(arms)}",
                                                key=f"{key}[{index}].{name}")
         spec = cls(study=str(data["study"]), arms={str(k): dict(v or {}) for k, v in arms.items()},
