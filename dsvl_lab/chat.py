@@ -12,7 +12,7 @@ What happens in :func:`chat`, in order:
   1. the prompt becomes a conversation (``<image_placeholder>`` where the image goes) and the
      processor writes it in the chat template, ending with the open ``"Assistant:"`` turn;
   2. ``DSVLModel.generate`` continues it one token at a time (greedy unless asked to sample);
-  3. a :class:`TextStream` turns the growing list of token ids into text pieces as they come.
+  3. an :class:`AnswerStreamer` turns the growing list of token ids into text pieces as they come.
 
 Folders :func:`load_chat_model` accepts (see :func:`resolve_model_folder`):
   - a pipeline output ``runs/demo/``: the last finished stage (``stage3_sft`` > ``stage2_joint``
@@ -177,8 +177,11 @@ def as_conversation(conversation_or_prompt: str | Sequence[dict], image=None) ->
 
 
 # ============================================================================ streaming text
-class TextStream:
-    """Token ids in, new text out, correct for byte-level BPE.
+class AnswerStreamer:
+    """Token ids in, new text out, correct for byte-level BPE: the ``streamer`` of ``generate``.
+
+    What transformers' ``TextIteratorStreamer`` does in the original's cli_chat.py: it streams the
+    answer being generated to the screen (``write``), piece by piece.
 
     A token is a piece of UTF-8 *bytes*: "é" or an emoji can be split over two tokens, and
     decoding one token alone gives a replacement character. So each step decodes the whole
@@ -236,7 +239,7 @@ def chat(model, processor: DSVLProcessor, conversation_or_prompt: str | Sequence
     generator = None
     if do_sample and seed is not None:
         generator = torch.Generator(device=parameter.device).manual_seed(seed)
-    text = TextStream(processor, stream)
+    text = AnswerStreamer(processor, stream)
     model.generate(input_ids, pixel_values=pixels if encoded.images else None, max_new_tokens=max_new_tokens,
                    do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
                    generator=generator, streamer=text)

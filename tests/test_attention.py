@@ -13,14 +13,14 @@ import torch  # noqa: E402
 
 from dsvl_lab.cli import main  # noqa: E402
 from dsvl_lab.config import DSVLConfig  # noqa: E402
-from dsvl_lab.inspection import attention_render as render  # noqa: E402
+from dsvl_lab.inspection import attention_plots as render  # noqa: E402
 from dsvl_lab.inspection.attention_capture import (  # noqa: E402
     AttentionCapture, CaptureBudgetError, resolve_layers,
 )
 from dsvl_lab.inspection.attention_trace import (  # noqa: E402
     AttentionTrace, trace_task, window_location, windowed_full_matrix, windows_per_side,
 )
-from dsvl_lab.inspection.shapes import meta_model  # noqa: E402
+from dsvl_lab.inspection.model_tables import meta_model  # noqa: E402
 from dsvl_lab.model import DSVLModel  # noqa: E402
 from dsvl_lab.model.sam import window_partition  # noqa: E402
 
@@ -142,7 +142,7 @@ def test_layer_guard_refuses_when_the_model_is_not_called_directly(micro):
 
 def test_real_size_sam_needs_layer_and_head_selection():
     """dsvl-7b's SAM global blocks: 12 heads x 4096 x 4096 per layer; on the meta device, no memory used."""
-    model = meta_model("dsvl-7b").to(torch.bfloat16)
+    model = meta_model(DSVLConfig.from_name("dsvl-7b")).to(torch.bfloat16)
     everything = AttentionCapture(model, components=("sam",), budget_gb=2.0)
     with pytest.raises(CaptureBudgetError, match="GB"):
         everything.check_budget(seq_len=600, num_images=1)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dsvl_lab import convert
-from dsvl_lab.chat import (ChatError, TextStream, chat, load_chat_model, pick_device, repl,
+from dsvl_lab.chat import (AnswerStreamer, ChatError, chat, load_chat_model, pick_device, repl,
                            resolve_model_folder)
 from dsvl_lab.cli import main
 from dsvl_lab.data.tasks import generate_sample
@@ -120,7 +120,7 @@ def test_streaming_holds_back_a_character_split_over_byte_tokens(loaded):
     one_by_one = [processor.decode([i]) for i in ids]
     assert any("\ufffd" in piece for piece in one_by_one)  # the naive way would print broken characters
     pieces: list[str] = []
-    stream = TextStream(processor, pieces.append)
+    stream = AnswerStreamer(processor, pieces.append)
     for token in ids + [processor.eos_token_id]:
         stream(torch.tensor([token]))
     assert stream.finish() == text.lstrip() == "".join(pieces)

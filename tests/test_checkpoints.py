@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from dsvl_lab import convert
 from dsvl_lab.config import DSVLConfig
+from dsvl_lab.errors import ConfigError
 from dsvl_lab.model import DSVLModel
 
 from conftest import make_batch, randomize_
@@ -93,23 +94,25 @@ def test_original_key_names_follow_the_facts_sheet():
     assert "vision_model.vision_tower.pos_embed" in keys_13 and "aligner.layers.2.weight" in keys_13
 
 
+# An original config.json in the release's shape (fields from the facts sheet; not the verbatim file).
+HYBRID_7B = {
+    "model_type": "multi_modality",
+    "aligner_config": {"cls": "MlpProjector", "params": {
+        "depth": 2, "input_dim": 1024, "n_embed": 4096, "projector_type": "low_high_hybrid_split_mlp_gelu"}},
+    "language_config": {"max_position_embeddings": 16384, "model_type": "llama", "num_hidden_layers": 30,
+                        "torch_dtype": "float16", "vocab_size": 102400},
+    "vision_config": {"cls": "HybridVisionTower", "params": {
+        "concat_type": "tuple", "freeze_high": True, "freeze_low": True,
+        "high_res_cfg": {"image_size": 1024, "model_name": "sam_b_downsample", "select_layer": -1,
+                         "pixel_mean": [0.48145466, 0.4578275, 0.40821073],
+                         "pixel_std": [0.26862954, 0.26130258, 0.27577711]},
+        "low_res_cfg": {"image_size": 384, "model_name": "siglip_large_patch16_384", "select_layer": -1,
+                        "pixel_mean": [0.5, 0.5, 0.5], "pixel_std": [0.5, 0.5, 0.5]}}},
+}
+
+
 def test_release_like_original_config_parses_to_the_7b_layout():
-    """An original config.json in the release's shape (fields from the facts sheet; not the verbatim file)."""
-    original = {
-        "model_type": "multi_modality",
-        "aligner_config": {"cls": "MlpProjector", "params": {
-            "depth": 2, "input_dim": 1024, "n_embed": 4096, "projector_type": "low_high_hybrid_split_mlp_gelu"}},
-        "language_config": {"max_position_embeddings": 16384, "model_type": "llama", "num_hidden_layers": 30,
-                            "torch_dtype": "float16", "vocab_size": 102400},
-        "vision_config": {"cls": "HybridVisionTower", "params": {
-            "concat_type": "tuple", "freeze_high": True, "freeze_low": True,
-            "high_res_cfg": {"image_size": 1024, "model_name": "sam_b_downsample", "select_layer": -1,
-                             "pixel_mean": [0.48145466, 0.4578275, 0.40821073],
-                             "pixel_std": [0.26862954, 0.26130258, 0.27577711]},
-            "low_res_cfg": {"image_size": 384, "model_name": "siglip_large_patch16_384", "select_layer": -1,
-                            "pixel_mean": [0.5, 0.5, 0.5], "pixel_std": [0.5, 0.5, 0.5]}}},
-    }
-    config = convert.config_from_original(original)
+    config = convert.config_from_original(HYBRID_7B)
     with torch.device("meta"):
         assert DSVLModel(config).num_params() == 7_331_390_721
     assert config.llm == DSVLConfig.from_name("dsvl-7b").llm
@@ -160,6 +163,17 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 
 
+def test_foreign_folders_are_read_by_the_readers_convert_registers(tmp_path, monkeypatch):
+    """Our loader (model/files.py) reads transformers and original folders through dsvl_lab.convert's readers."""
+    from dsvl_lab.model import files
+
+    assert set(files.FOLDER_FORMATS) == {"hf", "original"}  # registered by `from dsvl_lab import convert`
+    convert.to_hf(DSVLModel.from_name("dsvl-micro-siglip", pixel_input="normalized")).save_pretrained(tmp_path)
+    monkeypatch.setattr(files, "FOLDER_FORMATS", {})
+    with pytest.raises(ValueError, match="import dsvl_lab.convert"):
+        DSVLModel.from_pretrained(tmp_path)
+
+
 def test_dtype_argument_casts_weights(tmp_path):
     DSVLModel.from_name("dsvl-micro-hybrid").save_pretrained(tmp_path)
     model = DSVLModel.from_pretrained(tmp_path, dtype=torch.bfloat16)
@@ -174,3 +188,108 @@ def test_a_damaged_weights_file_is_named_in_the_error(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\xff" * 64)
     with pytest.raises(ValueError, match="model.safetensors"):
         DSVLModel.from_pretrained(tmp_path)
+
+
+# ============================================================================ original configs, checked against
+# the original code (deepseek_vl/models/clip_encoder.py, siglip_vit.py, projector.py, processing_vlm.py)
+def original_13b(tower: dict | None = None, aligner: dict | None = None, drop: tuple[str, ...] = ()) -> dict:
+    """An original config.json of the 1.3B's shape (SigLIP only); ``tower`` / ``aligner`` entries replace its
+    own, ``drop`` removes keys from either (not the verbatim release file)."""
+    params = {"model_name": "siglip_large_patch16_384", "image_size": 384, "select_layer": -1,
+              "pixel_mean": [0.5, 0.5, 0.5], "pixel_std": [0.5, 0.5, 0.5], **(tower or {})}
+    projector = {"projector_type": "mlp_gelu", "depth": 2, "input_dim": 1024, "n_embed": 2048, **(aligner or {})}
+    return {
+        "model_type": "multi_modality",
+        "vision_config": {"cls": "CLIPVisionTower", "params": {k: v for k, v in params.items() if k not in drop}},
+        "aligner_config": {"cls": "MlpProjector", "params": {k: v for k, v in projector.items() if k not in drop}},
+        "language_config": {"hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 16,
+                            "num_key_value_heads": 16, "num_hidden_layers": 24, "vocab_size": 102400},
+    }
+
+
+def test_original_tower_without_statistics_is_not_normalised():
+    """CLIPVisionTower builds no image_norm unless pixel_mean and pixel_std are both given."""
+    from dsvl_lab.processor import DSVLProcessor
+
+    config = convert.config_from_original(original_13b(drop=("pixel_mean", "pixel_std")))
+    assert (config.siglip.pixel_mean, config.siglip.pixel_std) == convert.NO_NORMALIZATION
+    assert convert.config_from_original(original_13b()).siglip.pixel_std == (0.5, 0.5, 0.5)  # given: used
+    # The same statistics on a micro model: the tower sees the raw [0, 1] pixels, bit for bit.
+    stats = {"siglip.pixel_mean": config.siglip.pixel_mean, "siglip.pixel_std": config.siglip.pixel_std}
+    model = randomize_(DSVLModel.from_name("dsvl-micro-siglip", **stats)).eval()
+    images = torch.rand(2, 3, model.config.image_size, model.config.image_size)
+    assert torch.equal(model.vision_model.low_normalize(images), images)
+    with torch.no_grad():
+        assert torch.equal(model.vision_model(images), model.vision_model.low(images))
+    # The processor pads with the mean colour, so the tower sees zeros there, normalised or not.
+    assert DSVLProcessor.from_config(model.config).background_color == (0, 0, 0)
+    # Half a pair is a mistake, not a wish to skip normalising.
+    for given, missing in (("pixel_mean", "pixel_std"), ("pixel_std", "pixel_mean")):
+        with pytest.raises(ConfigError) as error:
+            convert.config_from_original(original_13b(drop=(missing,)))
+        assert error.value.key == f"vision_config.params.{missing}" and "missing" in error.value.problem
+
+
+@pytest.mark.parametrize("select_layer, blocks", [(-1, 24), (-2, 23), (None, 23), (0, 24), (10, 10), (99, 24)])
+def test_original_select_layer_sets_the_siglip_depth(select_layer, blocks):
+    """create_siglip_vit builds only the blocks up to select_layer; CLIPVisionTower's default is -2."""
+    data = original_13b({"select_layer": select_layer}, drop=("select_layer",) if select_layer is None else ())
+    assert convert.config_from_original(data).siglip.depth == blocks
+
+
+def test_original_select_layer_is_refused_when_unusable_and_ignored_for_sam():
+    for value, words in (("-1", "must be an integer"), (True, "must be an integer"), (-25, "leaves none")):
+        with pytest.raises(ConfigError) as error:
+            convert.config_from_original(original_13b({"select_layer": value}))
+        assert error.value.key == "vision_config.params.select_layer" and words in error.value.problem
+    with pytest.raises(ConfigError, match="did you mean 'select_layer'"):
+        convert.config_from_original(original_13b({"select_layr": -2}))
+    hybrid = json.loads(json.dumps(HYBRID_7B))
+    hybrid["vision_config"]["params"]["high_res_cfg"]["select_layer"] = -5  # create_sam_vit never reads it
+    assert convert.config_from_original(hybrid).sam.depth == 12
+
+
+def test_original_checkpoint_blocks_past_select_layer_are_dropped(tmp_path, capsys):
+    """The original leaves the checkpoint's unbuilt SigLIP blocks unused; the loader says so and drops them."""
+    full = randomize_(DSVLModel.from_name("dsvl-micro-siglip", **{"siglip.depth": 2})).eval()
+    write_original_folder(full, tmp_path)
+    loaded = DSVLModel.from_pretrained(tmp_path, config=full.config.replace(**{"siglip.depth": 1}))
+    assert "select_layer" in capsys.readouterr().out
+    kept = loaded.state_dict()
+    assert not any(key.startswith("vision_model.low.blocks.1.") for key in kept)
+    assert all(torch.equal(tensor, full.state_dict()[key]) for key, tensor in kept.items())
+
+
+def test_original_aligner_depth_defaults_to_one():
+    """MlpProjector reads cfg.get("depth", 1): a single Linear (layers.0) when the file names no depth."""
+    config = convert.config_from_original(original_13b(drop=("depth",)))
+    assert config.aligner.depth == 1
+    with torch.device("meta"):
+        keys = [key for key in DSVLModel(config).state_dict() if key.startswith("aligner.")]
+    assert keys == ["aligner.layers.0.weight", "aligner.layers.0.bias"]
+    assert convert.config_from_original(original_13b()).aligner.depth == 2
+
+
+def write_tokenizer(folder, special: list[str]) -> None:
+    """A word-level tokenizer.json of 5 words plus ``special`` as added tokens (ids 5, 6, ...)."""
+    from tokenizers import Tokenizer, models
+
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["<unk>", "a", "b", "c", "d"])},
+                                           unk_token="<unk>"))
+    tokenizer.add_special_tokens(special)
+    tokenizer.save(str(folder / "tokenizer.json"))
+
+
+def test_original_image_token_id_comes_from_the_folders_tokenizer(tmp_path):
+    """VLChatProcessor looks image_tag up in the tokenizer, and adds it as a new token when it is missing."""
+    (tmp_path / "config.json").write_text(json.dumps(original_13b()))
+    assert convert.folder_config(tmp_path, "original").image_token_id == DSVLConfig().image_token_id  # no tokenizer
+    write_tokenizer(tmp_path, ["<｜end▁of▁sentence｜>", "<image_placeholder>"])
+    assert convert.folder_config(tmp_path, "original").image_token_id == 6
+    (tmp_path / "processor_config.json").write_text(json.dumps({"image_tag": "<｜end▁of▁sentence｜>"}))
+    assert convert.folder_config(tmp_path, "original").image_token_id == 5  # the tag the processor names
+    (tmp_path / "processor_config.json").write_text(json.dumps({"image_tag": "<image>"}))
+    assert convert.folder_config(tmp_path, "original").image_token_id == 7  # added after the 7 tokens
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read this tokenizer"):
+        convert.folder_config(tmp_path, "original")

@@ -45,6 +45,15 @@ def test_every_subcommand_help_has_an_example(command, capsys):
     assert "Example" in capsys.readouterr().out
 
 
+def test_top_level_help_lists_every_command(capsys):
+    """A sub-command's one-line help is %-formatted by argparse: "95% CIs" once broke this page."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps at the terminal's width
+    assert all(name in out for name in COMMANDS) and "95% CIs" in out
+
+
 def test_info_reads_config_and_counts(micro_folder, capsys):
     assert main(["info", str(micro_folder)]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""dsvl_lab.inspection.data_views: the views and figures of notebook 02 (the data world)."""
+"""Notebook 02's helpers (the data world): images, answer regions, data mixing."""
 from __future__ import annotations
 
 import tempfile
@@ -16,10 +16,12 @@ from PIL import Image  # noqa: E402
 from dsvl_lab.data.mixing import ModalityPlan, WarmupSchedule  # noqa: E402
 from dsvl_lab.data.stage_data import STAGE_DATA_PRESETS  # noqa: E402
 from dsvl_lab.data.tasks import FAMILIES, generate_sample, generate_samples  # noqa: E402
-from dsvl_lab.inspection.data_views import (  # noqa: E402
-    answer_masks, answer_region, answer_variants, low_res_view, measured_language_share, modality_grid,
-    pair_difference, plot_answer_pair, plot_detail_views, plot_modality_strips, plot_warmup, show_contact_sheet,
-    stage_data_table,
+from dsvl_lab.inspection.answer_regions import answer_masks, answer_region, answer_variants  # noqa: E402
+from dsvl_lab.inspection.data_mixing import (  # noqa: E402
+    measured_language_share, modality_grid, plot_modality_strips, plot_warmup, stage_data_table,
+)
+from dsvl_lab.inspection.images import (  # noqa: E402
+    low_res_view, pair_difference, plot_answer_pair, plot_detail_views, show_contact_sheet,
 )
 
 

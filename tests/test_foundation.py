@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 import torch
 
+from dsvl_lab.artifacts import file_sha256
 from dsvl_lab.cli import main
 from dsvl_lab.errors import RunFolderError
 from dsvl_lab.data.tasks import FAMILIES, generate_sample
 from dsvl_lab.data.tasks.common import PATTERNS, recording_textures, texture_label_map
 from dsvl_lab.foundation import FOUNDATION_DIR, FoundationError, from_foundation, pretrain, recipe_for, tensor_checksum
-from dsvl_lab.foundation import common, lm, sam, siglip
+from dsvl_lab.foundation import lm, sam, siglip
+from dsvl_lab.foundation.recipe import PARTS, reference_config, size_of
+from dsvl_lab.foundation.shipping import load_part_weights, stored_state
 from dsvl_lab.foundation.run import shipped_contrastive_siglip, shipped_encoders
 from dsvl_lab.model import DSVLModel
 
@@ -128,7 +131,7 @@ def test_text_tower_ignores_padding():
 def test_text_batches_are_a_function_of_the_step():
     from dsvl_lab.processor import DSVLProcessor
 
-    processor = DSVLProcessor.from_config(common.reference_config("tiny"))
+    processor = DSVLProcessor.from_config(reference_config("tiny"))
     recipe = recipe_for("lm", "tiny", smoke=True)
     first, second = lm.TextWindows(recipe, processor), lm.TextWindows(recipe, processor)
     first.setup(), second.setup()
@@ -160,9 +163,9 @@ def test_pretrain_smoke_writes_weights_and_a_card_that_load(part, tmp_path, caps
     assert card["smoke"] and card["recipe"]["steps"] == 6
     assert (out / f"{part}.md").read_text().startswith(f"# dsvl-tiny foundation {part}")
     assert (out / "checkpoints" / "last.ckpt").is_file() and (out / f"{part}_curve.png").is_file()
-    submodule = DSVLModel.from_name("dsvl-tiny-hybrid").get_submodule(common.PARTS[part])
-    common.load_part_weights(submodule, out / f"{part}.safetensors", card["export"])
-    assert tensor_checksum(common.stored_state(submodule)) == card["export"]["tensor_sha256"]
+    submodule = DSVLModel.from_name("dsvl-tiny-hybrid").get_submodule(PARTS[part])
+    load_part_weights(submodule, out / f"{part}.safetensors", card["export"])
+    assert tensor_checksum(stored_state(submodule)) == card["export"]["tensor_sha256"]
     assert f"# dsvl-tiny foundation {part}" in capsys.readouterr().out
 
 
@@ -209,15 +212,15 @@ def test_shipped_foundation_stays_under_60_mb_and_is_complete():
     files = [p for p in FOUNDATION_DIR.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 60 * 2**20
     for size in SIZES:
-        for part in common.PARTS:
+        for part in PARTS:
             card = _card(size, part)
             assert not card["smoke"] and card["size"] == size
             assert (FOUNDATION_DIR / size / f"{part}.md").is_file()
-            assert common.file_sha256(FOUNDATION_DIR / size / f"{part}.safetensors") == card["export"]["file_sha256"]
+            assert file_sha256(FOUNDATION_DIR / size / f"{part}.safetensors") == card["export"]["file_sha256"]
 
 
 def test_full_tiny_pretraining_took_under_an_hour():
-    total = sum(_card("tiny", part)["wall_time_total_s"] for part in common.PARTS)
+    total = sum(_card("tiny", part)["wall_time_total_s"] for part in PARTS)
     print(f"tiny foundation pretraining: {total / 60:.1f} min on this machine kind")
     assert total < 3600
 
@@ -225,10 +228,10 @@ def test_full_tiny_pretraining_took_under_an_hour():
 @pytest.mark.parametrize("preset", ["dsvl-tiny-hybrid", "dsvl-tiny-siglip", "dsvl-tiny-sam", "dsvl-small-hybrid"])
 def test_from_foundation_loads_every_part_bit_exactly_and_a_fresh_aligner(preset):
     torch.manual_seed(0)
-    model = DSVLModel.from_foundation(preset)
+    model = from_foundation(preset)
     torch.manual_seed(0)
     fresh = DSVLModel.from_name(preset)
-    size = common.size_of(preset)
+    size = size_of(preset)
     parts = {"lm": model.language_model}
     if model.config.siglip is not None:
         parts["siglip"] = model.vision_model.low
@@ -236,7 +239,7 @@ def test_from_foundation_loads_every_part_bit_exactly_and_a_fresh_aligner(preset
         parts["sam"] = model.vision_model.high
     assert set(model.foundation_parts) == set(parts)
     for part, module in parts.items():
-        assert tensor_checksum(common.stored_state(module)) == _card(size, part)["export"]["tensor_sha256"]
+        assert tensor_checksum(stored_state(module)) == _card(size, part)["export"]["tensor_sha256"]
     for name, value in fresh.aligner.state_dict().items():
         assert torch.equal(model.aligner.state_dict()[name], value), "the aligner is a fresh initialisation"
     assert not torch.equal(model.language_model.lm_head.weight, fresh.language_model.lm_head.weight)
@@ -275,7 +278,7 @@ def test_shipped_language_model_beats_unigram_3x_and_cloze_chance_by_20_points(s
 def test_shipped_siglip_retrieves_held_out_captions_zero_shot(size):
     from dsvl_lab.processor import DSVLProcessor
 
-    config = common.reference_config(size)
+    config = reference_config(size)
     card = _card(size, "siglip")
     module = shipped_contrastive_siglip(size)
     n = siglip.RETRIEVAL_CANDIDATES * siglip.RETRIEVAL_GROUPS
@@ -290,7 +293,7 @@ def test_shipped_siglip_retrieves_held_out_captions_zero_shot(size):
 @pytest.mark.foundation
 @pytest.mark.parametrize("size", SIZES)
 def test_shipped_sam_sees_fine_detail_at_least_twice_as_well_as_siglip(size):
-    config = common.reference_config(size)
+    config = reference_config(size)
     card = _card(size, "sam")
     encoder, low = shipped_encoders(size)
     extra = card["recipe"]["extra"]

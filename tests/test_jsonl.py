@@ -399,7 +399,7 @@ def fuzz_line(rng: random.Random, record: dict, line: bytes) -> bytes:
 def test_fuzzed_lines_only_ever_raise_the_projects_error_with_file_line_and_key(sample_file):
     path, _ = sample_file
     good = path.read_bytes().splitlines()
-    record = json.loads(good[0])
+    json.loads(good[0])  # the first line is valid JSON
     target = path.parent / "fuzz.jsonl"
     rng = random.Random(1234)
     deadline, runs, reasons = time.monotonic() + 2.5, 0, {}

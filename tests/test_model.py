@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -277,8 +279,51 @@ def test_no_hard_coded_cuda_in_the_package():
     assert offenders == []
 
 
+def test_the_model_layer_imports_nothing_above_it():
+    """model/ sits on config alone: importing it loads neither the interop (convert) nor the foundation
+    (Lightning, the data pipeline); the foundation weights are dsvl_lab.foundation.from_foundation."""
+    code = "import sys, dsvl_lab.model; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    above = ("dsvl_lab.convert", "dsvl_lab.foundation", "dsvl_lab.processor", "dsvl_lab.data", "dsvl_lab.training",
+             "lightning")
+    assert [name for name in loaded if name.startswith(above)] == []
+    assert not hasattr(DSVLModel, "from_foundation")
+
+
 def test_num_params_trainable_only():
     model = DSVLModel.from_name("dsvl-micro-hybrid")
     total = model.num_params()
     model.vision_model.requires_grad_(False)
     assert model.num_params(trainable_only=True) == total - sum(p.numel() for p in model.vision_model.parameters())
+
+
+# ============================================================================ initialisation
+def test_written_out_initialisation_draws_exactly_pytorchs_defaults():
+    """model/init.py builds layers with skip_init and draws their weights itself: the same numbers
+    (and the same random-number stream afterwards) as nn.Linear / nn.Conv2d / nn.Embedding would."""
+    from torch import nn
+
+    from dsvl_lab.model.init import conv2d, embedding, linear
+
+    def built(make):
+        torch.manual_seed(0)
+        layer = make()
+        return [p.detach().clone() for p in layer.parameters()], torch.rand(3)
+
+    pairs = [(lambda: linear(12, 5), lambda: nn.Linear(12, 5)),
+             (lambda: linear(12, 5, bias=False), lambda: nn.Linear(12, 5, bias=False)),
+             (lambda: conv2d(3, 4, kernel_size=3, padding=1), lambda: nn.Conv2d(3, 4, kernel_size=3, padding=1)),
+             (lambda: embedding(10, 6), lambda: nn.Embedding(10, 6))]
+    for ours, pytorch in pairs:
+        (a, after_a), (b, after_b) = built(ours), built(pytorch)
+        assert all(torch.equal(x, y) for x, y in zip(a, b)) and torch.equal(after_a, after_b)
+
+
+def test_initialisation_follows_the_documented_rules():
+    torch.manual_seed(0)
+    model = DSVLModel.from_name("dsvl-tiny-hybrid")
+    q = model.language_model.model.layers[0].self_attn.q_proj.weight
+    assert q.abs().max() <= 1 / q.shape[1] ** 0.5  # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    embed = model.language_model.model.embed_tokens.weight
+    assert abs(embed.std().item() - 1.0) < 0.02  # N(0, 1)
+    assert torch.equal(model.language_model.model.norm.weight, torch.ones_like(model.language_model.model.norm.weight))

@@ -102,3 +102,23 @@ def test_layouts_transformers_cannot_hold_fail_clearly():
         convert.to_hf(DSVLModel.from_name("dsvl-micro-sam"))
     with pytest.raises(ValueError, match="depth"):
         convert.to_hf(DSVLModel.from_name("dsvl-micro-siglip", **{"aligner.depth": 3}))
+
+
+@pytest.mark.parametrize("encoder,unset", [("siglip", ("pad_token_id",)), ("hybrid", ("pad_token_id",)),
+                                           ("siglip", ("pad_token_id", "bos_token_id", "eos_token_id"))])
+def test_round_trip_keeps_special_token_ids_the_source_left_unset(encoder, unset):
+    """LLaMA's text config has no pad_token_id by default; with a vocabulary smaller than the release's ids,
+    from_hf's stand-in 100001 must not come back from to_hf (transformers refuses it as padding_idx)."""
+    from transformers import DeepseekVLForConditionalGeneration, DeepseekVLHybridForConditionalGeneration
+
+    hf_config = convert.hf_config_from(random_config(encoder, 5))
+    for key in unset:
+        setattr(hf_config.text_config, key, None)
+    klass = DeepseekVLHybridForConditionalGeneration if encoder == "hybrid" else DeepseekVLForConditionalGeneration
+    hf_model = klass(hf_config).eval()
+    back = convert.to_hf(convert.from_hf(hf_model)).eval()
+    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        assert getattr(back.config.text_config, key) == getattr(hf_config.text_config, key), key
+    batch = make_batch(convert.config_from_hf(hf_config), seed=5, normalized=True)
+    with torch.no_grad():
+        assert_same_logits(hf_model(**batch), back(**batch), batch["attention_mask"])

@@ -1,4 +1,4 @@
-"""dsvl_lab.inspection.shapes: shape traces (real and meta device), tables, breakdowns, figures."""
+"""Notebook 01's helpers: shape traces (real and meta device), parameters, views, token strip, attention."""
 from __future__ import annotations
 
 import matplotlib
@@ -11,11 +11,13 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dsvl_lab.config import DSVLConfig  # noqa: E402
+from dsvl_lab.inspection.attention_plots import plot_attention  # noqa: E402
+from dsvl_lab.inspection.images import hybrid_views, plot_views  # noqa: E402
+from dsvl_lab.inspection.parameters import param_breakdown, plot_param_breakdown  # noqa: E402
 from dsvl_lab.inspection.shapes import (  # noqa: E402
-    KEY_INPUTS, KEY_MODULES, collapse_repeats, format_traces, hybrid_views, image_token_span, name_matcher,
-    param_breakdown, plot_attention, plot_param_breakdown, plot_token_labels, plot_views, token_spans,
-    trace_release, trace_shapes,
+    KEY_INPUTS, KEY_MODULES, collapse_repeats, format_traces, name_matcher, trace_release, trace_shapes,
 )
+from dsvl_lab.inspection.tokens import image_token_span, plot_token_labels, token_spans  # noqa: E402
 from dsvl_lab.model import DSVLModel  # noqa: E402
 from dsvl_lab.processor import DSVLProcessor  # noqa: E402
 

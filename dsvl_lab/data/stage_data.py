@@ -27,8 +27,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..config import is_int, is_number, shown
+from ..constants import IGNORE_INDEX
 from ..errors import InputError
-from ..processor import IGNORE_INDEX, DSVLProcessor, EncodedSample
+from ..processor import DSVLProcessor, EncodedSample
 from .mixing import WARMUP_KINDS, ModalityPlan, WarmupSchedule, draw_seed
 from .tasks import FAMILIES
 

@@ -5,8 +5,14 @@
 
 ``dsvl-lab pretrain lm|siglip|sam --preset dsvl-tiny-hybrid --out runs/x`` makes them; the
 shipped files live in ``data_samples/foundation/<size>/`` with a model card each.
+
+Modules: ``recipe`` (Recipe, sizes, parts), ``step_data`` (batches as a function of the step),
+``lm`` / ``siglip`` / ``sam`` (the three parts), ``curves`` and ``card`` (learning curve, model
+card), ``shipping`` (bf16 export, checked loading, copying into the foundation folder) and ``run``
+(``pretrain``, ``from_foundation``). Training itself goes through ``dsvl_lab.harness``.
 """
-from .common import FOUNDATION_DIR, PARTS, FoundationError, Recipe, tensor_checksum
+from ..artifacts import tensor_checksum
+from .recipe import FOUNDATION_DIR, PARTS, FoundationError, Recipe
 from .run import RECIPES, from_foundation, pretrain, recipe_for
 
 __all__ = ["FOUNDATION_DIR", "PARTS", "FoundationError", "RECIPES", "Recipe", "from_foundation", "pretrain",

@@ -21,7 +21,9 @@ import torch
 from ..config import LLMConfig
 from ..model.dsvl import causal_lm_loss
 from ..model.llm import LanguageModel
-from .common import Recipe, StepDataModule, adamw_with_schedule, log_curve, step_rng
+from .curves import log_curve
+from .recipe import Recipe
+from .step_data import StepDataModule, step_rng
 
 RECIPES = {
     # tiny: 1.9M parameters, 0.37 s a step. 1500 x 16 x 256 tokens = 6.1M, about 14 passes over the
@@ -84,7 +86,7 @@ class LMPretraining(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return adamw_with_schedule(self.language_model, self.recipe)
+        return self.recipe.optimizer(self.language_model)
 
 
 class HeldOutPerplexity(L.Callback):

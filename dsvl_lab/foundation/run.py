@@ -16,14 +16,18 @@ from typing import Any
 import lightning as L
 import torch
 
+from ..model import DSVLModel
 from ..processor import DSVLProcessor
 from ..run_folder import owned
 from . import lm as lm_part
 from . import sam as sam_part
 from . import siglip as siglip_part
-from .common import (FOUNDATION_DIR, PARTS, FoundationError, Recipe, Stopwatch, card_markdown, curve_rows,
-                     export_part, fit_resumable, last_checkpoint, machine_line, make_trainer, plot_curve,
-                     read_card, reference_config, rounded_to_storage, ship, size_of, write_card)
+from ..artifacts import read_card, write_card
+from ..harness import fit_resumable, last_checkpoint, make_trainer, resume_point
+from .card import Stopwatch, card_markdown, machine_line, part_card
+from .curves import curve_rows, plot_curve
+from .recipe import FOUNDATION_DIR, PARTS, FoundationError, Recipe, reference_config, size_of
+from .shipping import export_part, load_part_weights, rounded_to_storage, ship
 
 RECIPES = {"lm": lm_part.RECIPES, "siglip": siglip_part.RECIPES, "sam": sam_part.RECIPES}
 LM_BARS = {"unigram_ratio": 3.0, "cloze_points_above_chance": 20.0}
@@ -53,9 +57,9 @@ def recipe_for(part: str, size: str, smoke: bool = False, **overrides: Any) -> R
 
 def earlier_wall_times(out: Path, part: str, recipe: Recipe) -> dict[str, float]:
     """Phase times of the card an earlier invocation of the same run (same recipe) left in ``out``, else none."""
-    if not (out / f"{part}.json").is_file():
-        return {}
     card = read_card(out, part)
+    if card is None:
+        return {}
     same_recipe = card.get("recipe") == json.loads(json.dumps(dataclasses.asdict(recipe)))  # tuples -> lists
     return dict(card.get("wall_time_s", {})) if same_recipe else {}
 
@@ -112,15 +116,29 @@ def pretrain_in(part: str, preset: str, out: str | Path, smoke: bool, ship_to: P
 SHIPPED_ATTRIBUTE = {"lm": "language_model", "siglip": "vision", "sam": "sam"}
 
 
+def train_part(out: Path, recipe: Recipe, module: L.LightningModule, data: L.LightningDataModule,
+               callbacks: list, watch: Stopwatch, progress: bool) -> bool:
+    """Fit a part's module with the harness: resumes from ``out``'s ``last.ckpt`` when this very recipe wrote it.
+
+    Foundation runs log to CSV only, validate nowhere (their curves are callbacks) and write
+    ``last.ckpt`` at every curve point. Returns True if it resumed.
+    """
+    trainer = make_trainer(out, recipe.steps, callbacks, checkpoint_every=recipe.val_every, progress=progress,
+                           tensorboard=False, precision=recipe.precision, gradient_clip_val=recipe.grad_clip,
+                           limit_val_batches=0, deterministic=False)
+    with watch("train"):
+        resume = resume_point(out, dict(module.hparams), fresh_hint=f"delete {out} to pretrain afresh, or use another --out")
+        return fit_resumable(trainer, module, data, resume)
+
+
 # ============================================================================ the three parts
 def _run_lm(config, processor, recipe, out, watch, progress, callbacks):
     data = lm_part.TextWindows(recipe, processor)
     with watch("data"):
         data.setup("fit")
     module = lm_part.LMPretraining(dataclasses.asdict(config.llm), dataclasses.asdict(recipe))
-    trainer = make_trainer(out, recipe, [lm_part.HeldOutPerplexity(processor, recipe.val_every), *callbacks], progress)
-    with watch("train"):
-        fit_resumable(trainer, module, data, out)
+    train_part(out, recipe, module, data, [lm_part.HeldOutPerplexity(processor, recipe.val_every), *callbacks],
+               watch, progress)
     rounded_to_storage(module.language_model).eval()
     with watch("evaluate"):
         figures = lm_part.evaluate(module.language_model, processor, n_cloze=40 if recipe.steps < 50 else 200)
@@ -152,9 +170,8 @@ def _run_siglip(config, processor, recipe, out, watch, progress, callbacks):
     module = siglip_part.SigLIPPretraining(dataclasses.asdict(config.siglip), config.llm.vocab_size,
                                            dataclasses.asdict(recipe))
     curve_pairs = {k: v[:siglip_part.RETRIEVAL_CANDIDATES] for k, v in heldout.items()}
-    trainer = make_trainer(out, recipe, [siglip_part.RetrievalCurve(processor, curve_pairs, recipe.val_every), *callbacks], progress)
-    with watch("train"):
-        fit_resumable(trainer, module, data, out)
+    train_part(out, recipe, module, data, [siglip_part.RetrievalCurve(processor, curve_pairs, recipe.val_every),
+                                           *callbacks], watch, progress)
     rounded_to_storage(module)
     with watch("evaluate"):
         figures = siglip_part.retrieval_accuracy(module, processor, heldout)
@@ -189,9 +206,7 @@ def _run_sam(config, processor, recipe, out, watch, progress, callbacks):
             sam_part.dense_jobs(range(10**6, 10**6 + extra["probe_train_pool"]), size, fine_share=1.0), "probe pool")
     module = sam_part.SAMPretraining(dataclasses.asdict(config.sam), config.token_grid, dataclasses.asdict(recipe))
     curve = {k: v[:128] for k, v in heldout.items()}
-    trainer = make_trainer(out, recipe, [sam_part.TextureCurve(curve, recipe.val_every), *callbacks], progress)
-    with watch("train"):
-        fit_resumable(trainer, module, data, out)
+    train_part(out, recipe, module, data, [sam_part.TextureCurve(curve, recipe.val_every), *callbacks], watch, progress)
     rounded_to_storage(module.sam)
     siglip, source = shipped_siglip(config, out)
     with watch("evaluate"):
@@ -217,7 +232,6 @@ def _run_sam(config, processor, recipe, out, watch, progress, callbacks):
 def shipped_siglip(config, out: Path):
     """The SigLIP tower the probe compares with: a sibling run's, else the shipped one, else random (said so)."""
     from ..model.siglip import SigLIPViT
-    from .common import load_part_weights
 
     siglip = SigLIPViT(config.siglip)
     size = size_of(config)
@@ -235,10 +249,8 @@ def load_shipped(module: torch.nn.Module, part: str, size: str, root: str | Path
 
     The file is checked against the checksum its card records; smoke results are refused.
     """
-    from .common import load_part_weights
-
     folder = Path(root) if root is not None else FOUNDATION_DIR / size
-    card = read_card(folder, part)
+    card = part_card(folder, part)
     if card.get("smoke"):
         raise FoundationError(f"{folder / part}.safetensors comes from a --smoke run (untrained); ship a full run")
     if text_side:
@@ -254,8 +266,6 @@ def from_foundation(preset: str, root: str | Path | None = None, parts: tuple[st
     This is the starting point of stage 1, as the paper starts from DeepSeek-LLM, SigLIP and SAM.
     Every file is checked against the checksum in its model card.
     """
-    from ..model.dsvl import DSVLModel
-
     size = size_of(preset)  # first: building a real-size preset only to refuse it would take minutes and GBs
     model = DSVLModel.from_name(preset)
     present = {"lm": True, "siglip": model.config.siglip is not None, "sam": model.config.sam is not None}
@@ -281,7 +291,7 @@ def shipped_encoders(size: str, root: str | Path | None = None):
 def shipped_contrastive_siglip(size: str, root: str | Path | None = None) -> siglip_part.SigLIPPretraining:
     """The whole SigLIP pretraining module (tower and the shipped text side), for re-measuring retrieval."""
     config = reference_config(size)
-    recipe = read_card(Path(root) if root is not None else FOUNDATION_DIR / size, "siglip")["recipe"]
+    recipe = part_card(Path(root) if root is not None else FOUNDATION_DIR / size, "siglip")["recipe"]
     module = siglip_part.SigLIPPretraining(dataclasses.asdict(config.siglip), config.llm.vocab_size, recipe)
     load_shipped(module.vision, "siglip", size, root)
     load_shipped(siglip_part.ContrastiveSide(module), "siglip", size, root, text_side=True)

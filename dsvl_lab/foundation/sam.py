@@ -29,8 +29,9 @@ from torch import nn
 from ..config import SAMConfig
 from ..model.sam import SAMEncoder
 from ..model.vision import Normalize, resize_antialiased
-from .common import (Recipe, StepDataModule, adamw_with_schedule, epoch_batch, log_curve, parallel_map, step_rng,
-                     to_pixels)
+from .curves import log_curve
+from .recipe import Recipe
+from .step_data import StepDataModule, epoch_batch, parallel_map, step_rng, to_pixels
 
 TEXTURE_CLASSES = ("none", "horizontal", "vertical", "checker")  # label k = index; see texture_label_map
 CELL = 4  # pixels per side of one label cell
@@ -173,7 +174,7 @@ class SAMPretraining(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return adamw_with_schedule(self, self.recipe)
+        return self.recipe.optimizer(self)
 
 
 @torch.no_grad()

@@ -29,8 +29,9 @@ from torch import nn
 from ..config import SigLIPConfig
 from ..model.siglip import SigLIPBlock, SigLIPViT
 from ..model.vision import Normalize, resize_antialiased
-from .common import (Recipe, StepDataModule, adamw_with_schedule, epoch_batch, log_curve, parallel_map,
-                     to_pixels)
+from .curves import log_curve
+from .recipe import Recipe
+from .step_data import StepDataModule, epoch_batch, parallel_map, to_pixels
 
 RECIPES = {
     # Reading, zero-shot against text views (chance 0.125): the tower trained on the task world before
@@ -241,7 +242,7 @@ class SigLIPPretraining(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return adamw_with_schedule(self, self.recipe)
+        return self.recipe.optimizer(self)
 
 
 class ContrastiveSide(nn.Module):

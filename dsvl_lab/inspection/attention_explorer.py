@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from . import attention_render as render
+from . import attention_plots as render
 from .attention_trace import AttentionTrace, trace_model, trace_task
 from .static_picture import StaticPicture
 

@@ -2,10 +2,11 @@
 
 A trace holds what :class:`~dsvl_lab.inspection.attention_capture.AttentionCapture` recorded from
 one forward pass over a conversation (system prompt, the image's g*g image tokens, the user's
-question, the answer), plus everything needed to draw it without the model: readable token labels,
-a segment map (system / image / user / answer), the image-grid geometry (the LLM's g x g image
-tokens, SigLIP's g x g patches, SAM's G x G patches, SAM's window side w and its global blocks)
-and the picture itself. An instructor can ship a trace and show it with no model at all.
+question, the answer), plus everything needed to draw it without the model: readable token labels
+and a segment map (system / image / user / answer), both from :mod:`~dsvl_lab.inspection.tokens`,
+the image-grid geometry (the LLM's g x g image tokens, SigLIP's g x g patches, SAM's G x G
+patches, SAM's window side w and its global blocks) and the picture itself. An instructor can
+ship a trace and show it with no model at all.
 
 Tensors per layer, keyed ``"llm.<i>"``, ``"siglip.<i>"``, ``"sam.<i>"``: [M, H, Q, K] fp16, where M
 is 1 except for SAM windowed blocks (M = windows, each [w*w, w*w]), H the heads kept.
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from .attention_capture import COMPONENTS, AttentionCapture, component_depth
+from .tokens import segment_map, token_labels
 
 SEGMENTS = ("system", "image", "user", "answer")
 FORMAT = "dsvl_lab.attention_trace/1"
@@ -251,7 +253,7 @@ class AttentionTrace:
 
     def to_html(self, path: str | Path) -> Path:
         """A self-contained page with the static figures (PNG inlined as base64): for readers without a kernel."""
-        from . import attention_render as render
+        from . import attention_plots as render
 
         sections = [(title, render.figure_png(fig)) for title, fig in render.summary_figures(self)]
         return write_html(path, self, sections)
@@ -274,37 +276,6 @@ def write_html(path: str | Path, trace: AttentionTrace, sections: list[tuple[str
 
 
 # ============================================================================ making a trace from a model
-def token_labels(processor, input_ids: Sequence[int], image_grid: int) -> list[str]:
-    """Readable labels: image tokens as ``<img r,c>``, special tokens shortened, newlines as ⏎."""
-    specials = {processor.bos_token_id: "<bos>", processor.eos_token_id: "<eos>"}
-    labels, image_index = [], 0
-    for token in input_ids:
-        if token == processor.image_token_id:
-            labels.append(f"<img {image_index // image_grid},{image_index % image_grid}>")
-            image_index += 1
-        else:
-            labels.append(specials.get(token) or processor.decode([token], skip_special_tokens=False).replace("\n", "⏎"))
-    return labels
-
-
-def segment_map(processor, input_ids: Sequence[int], labels: Sequence[int]) -> list[str]:
-    """system (BOS + system prompt) / image / user (the user turn and "Assistant:") / answer (labelled tokens)."""
-    from ..processor import TURN_SEPARATOR
-
-    system_chars = len(processor.system_prompt + TURN_SEPARATOR)
-    segments = []
-    for i, token in enumerate(input_ids):
-        if labels[i] != -100:
-            segments.append("answer")
-        elif token == processor.image_token_id:
-            segments.append("image")
-        elif i == 0 or len(processor.decode(input_ids[1:i + 1], skip_special_tokens=False)) <= system_chars:
-            segments.append("system")
-        else:
-            segments.append("user")
-    return segments
-
-
 def generate_answer(model, processor, user_message: dict, max_new_tokens: int) -> str:
     """Greedy answer of the model to one user message (the text before EOS)."""
     batch = processor([user_message], add_generation_prompt=True, return_labels=False)

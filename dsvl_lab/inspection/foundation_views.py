@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..foundation import common, sam, siglip
+from ..foundation import recipe, sam, siglip
 from ..foundation.run import shipped_contrastive_siglip, shipped_encoders
+from ..foundation.step_data import to_pixels
 
 CURVE_KEYS = {"lm": "heldout_perplexity", "siglip": "retrieval_top1", "sam": "heldout_texture_miou"}
 TEXTURE_COLORS = np.array([[255, 255, 255], [214, 39, 40], [31, 119, 180], [44, 160, 44]], dtype=np.uint8)
@@ -20,7 +21,7 @@ TEXTURE_COLORS = np.array([[255, 255, 255], [214, 39, 40], [31, 119, 180], [44, 
 
 def load_cards(size: str = "tiny") -> dict[str, dict[str, Any]]:
     """{part: model card} of the shipped parts of one size."""
-    return {part: json.loads((common.FOUNDATION_DIR / size / f"{part}.json").read_text()) for part in common.PARTS}
+    return {part: json.loads((recipe.FOUNDATION_DIR / size / f"{part}.json").read_text()) for part in recipe.PARTS}
 
 
 def plot_learning_curves(cards: dict[str, dict[str, Any]]):
@@ -43,7 +44,7 @@ def plot_learning_curves(cards: dict[str, dict[str, Any]]):
 def texture_probe_views(size: str = "tiny", n_show: int = 4, train_images: int = 256, heldout_images: int = 64,
                         probe_steps: int = 300) -> dict[str, Any]:
     """Fit the SAM and SigLIP probes on frozen shipped features; predict texture maps of held-out fine images."""
-    config = common.reference_config(size)
+    config = recipe.reference_config(size)
     encoder, low = shipped_encoders(size)
     image_size, grid = config.sam.image_size, config.token_grid
     train = sam.build_dense(sam.dense_jobs(range(10**6, 10**6 + train_images), image_size, fine_share=1.0), "probe pool")
@@ -87,13 +88,13 @@ def retrieval_examples(size: str = "tiny", n_show: int = 4, k: int = 3) -> list[
     """For held-out coarse images: the true caption and the top-k of 100 candidates, with scores."""
     from ..processor import DSVLProcessor
 
-    config = common.reference_config(size)
+    config = recipe.reference_config(size)
     module = shipped_contrastive_siglip(size)
     pairs = siglip.heldout_pairs(siglip.RETRIEVAL_CANDIDATES, config.sam.image_size, config.siglip.image_size)
     ids, mask = siglip.tokenize_captions(DSVLProcessor.from_config(config), pairs["captions"],
                                          module.recipe.extra["max_caption_tokens"])
     with torch.no_grad():
-        scores = module.embed_images(common.to_pixels(pairs["images"])) @ module.embed_texts(ids, mask).T  # [100, 100]
+        scores = module.embed_images(to_pixels(pairs["images"])) @ module.embed_texts(ids, mask).T  # [100, 100]
     examples = []
     for i in range(n_show):
         top = scores[i].topk(k)

@@ -1,13 +1,11 @@
-"""Shapes, parameter counts and the figures of notebook 01 (the model tour).
+"""Shape traces: which module turns which tensor shape into which (notebook 01, the model tour).
 
 * :func:`trace_shapes` runs a forward pass with a forward hook on every submodule and returns
   ``(module name, output shape)`` in the order the modules finish (children before their parent).
-* :func:`trace_release` does the same for a released layout (``dsvl-7b``) on the **meta device**:
-  shapes are computed, no weight or activation memory is allocated, so a laptop can trace the 7B.
+* :func:`trace_release` does the same for a released layout (``dsvl-7b``) on the **meta device**
+  (:func:`~dsvl_lab.inspection.model_tables.meta_model`): shapes are computed, no weight or
+  activation memory is allocated, so a laptop can trace the 7B.
 * :func:`format_traces` prints traces side by side, repeated blocks collapsed (``blocks.* x12``).
-* :func:`param_breakdown`, :func:`plot_param_breakdown`: parameters per component.
-* :func:`plot_views`, :func:`token_spans`, :func:`plot_token_labels`, :func:`plot_attention`:
-  plain matplotlib figures (they return the ``Figure``; Jupyter shows it).
 
     >>> import torch
     >>> from dsvl_lab.model import DSVLModel
@@ -20,12 +18,13 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from ..config import DSVLConfig
+from .model_tables import meta_model
 
 Shape = tuple  # (1, 64, 128) for one tensor, ((1, 64, 256), (1, 64, 128)) for a tuple of tensors
 Trace = list[tuple[str, Shape]]
@@ -119,16 +118,6 @@ def trace_shapes(model: nn.Module, *, include=None, inputs_of=(), **inputs) -> T
     return records
 
 
-def meta_model(name_or_config: str | DSVLConfig, **overrides):
-    """A :class:`DSVLModel` on the meta device: real shapes and parameter counts, no memory."""
-    from ..model import DSVLModel
-
-    config = (name_or_config if isinstance(name_or_config, DSVLConfig)
-              else DSVLConfig.from_name(name_or_config, **overrides))
-    with torch.device("meta"):
-        return DSVLModel(config)
-
-
 def trace_release(name: str = "dsvl-7b", text_tokens: int = 24, num_images: int = 1, *, include=None,
                   inputs_of=()) -> Trace:
     """The shape trace of a (released) preset, computed on the meta device in about a second.
@@ -137,7 +126,7 @@ def trace_release(name: str = "dsvl-7b", text_tokens: int = 24, num_images: int 
     model cannot count the image-token positions, so the three steps of ``forward`` are run one by
     one: the token embedding, ``encode_images``, and the language model on the embeddings.
     """
-    model = meta_model(name)
+    model = meta_model(DSVLConfig.from_name(name))
     config = model.config
     size = config.image_size
     images = torch.empty(num_images, 3, size, size, device="meta")
@@ -225,248 +214,3 @@ def format_traces(traces: dict[str, Trace]) -> str:
     lines = ["  ".join(text.ljust(w) for text, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-# ============================================================================ parameters
-COMPONENTS = ("vision_model.low", "vision_model.high", "aligner", "language_model")
-COMPONENT_LABELS = {"vision_model.low": "SigLIP (low)", "vision_model.high": "SAM (high)",
-                    "aligner": "aligner", "language_model": "LLM"}
-
-
-def param_breakdown(name_or_config: str | DSVLConfig) -> dict[str, int]:
-    """Parameters per component of a preset, counted on the meta device (0 for a missing tower).
-
-    Keys: ``vision_model.low`` (SigLIP), ``vision_model.high`` (SAM), ``aligner``, ``language_model``;
-    the same numbers ``dsvl-lab presets`` prints.
-    """
-    from ..cli import param_breakdown as breakdown_of_model
-
-    return breakdown_of_model(meta_model(name_or_config))
-
-
-def plot_param_breakdown(breakdowns: dict[str, dict[str, int]], log: bool = True):
-    """Grouped bars: one group per component, one bar per preset, labelled in millions.
-
-    A log axis (default) keeps the 6M aligner visible beside the 7B LLM.
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    x = np.arange(len(COMPONENTS))
-    width = 0.8 / len(breakdowns)
-    for i, (preset, parts) in enumerate(breakdowns.items()):
-        values = [parts[c] / 1e6 for c in COMPONENTS]
-        bars = ax.bar(x + (i - (len(breakdowns) - 1) / 2) * width, [v or np.nan for v in values], width,
-                      label=f"{preset} ({sum(parts.values()) / 1e9:.2f}B)")
-        for bar, value in zip(bars, values):
-            text = "none" if not value else (f"{value:,.0f}M" if value >= 10 else f"{value:.1f}M")
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, value if value else 1),
-                        ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(x, [COMPONENT_LABELS[c] for c in COMPONENTS])
-    if log:
-        ax.set_yscale("log")
-        ax.set_ylim(1, None)
-    ax.set_ylabel("parameters (millions" + (", log)" if log else ")"))
-    ax.legend(frameon=False, loc="upper left")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    return fig
-
-
-# ============================================================================ images
-def as_display_image(image) -> Any:
-    """A [3, H, W] / [1, 3, H, W] tensor in [0, 1], a PIL image or an HxWx3 array -> HxWx3 array."""
-    import numpy as np
-
-    if isinstance(image, torch.Tensor):
-        image = image.detach().float().cpu()
-        if image.dim() == 4:
-            image = image[0]
-        return image.clamp(0, 1).permute(1, 2, 0).numpy()
-    return np.asarray(image)
-
-
-def hybrid_views(image, config: DSVLConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two views a hybrid model sees of one image: (high-res [3, S, S], low-res [3, s, s]), in [0, 1].
-
-    The high-res view is exactly what :class:`~dsvl_lab.processor.DSVLProcessor` produces for this
-    config (longer side resized to S, centred on a square of the mean colour); the low-res view is
-    what the model derives from it inside ``VisionModel`` (antialiased bilinear resize to SigLIP's
-    size). Works without a tokenizer, so also for the released sizes.
-    """
-    from ..model.vision import resize_antialiased
-    from ..processor import MIN_IMAGE_SIDE, load_image, pad_to_square, resize_longer_side, to_tensor
-
-    if config.encoder != "hybrid":
-        raise ValueError(f"{config.name} is not a hybrid preset (encoder={config.encoder!r}); pick a -hybrid "
-                         f"preset or dsvl-7b")
-    background = tuple(int(255 * m) for m in config.processor_mean)
-    picture = load_image(image, background=background, max_image_pixels=config.max_image_pixels)
-    high = to_tensor(pad_to_square(resize_longer_side(picture, config.image_size, MIN_IMAGE_SIDE), background))
-    low = resize_antialiased(high[None], config.siglip.image_size)[0]
-    return high, low
-
-
-def plot_views(views: dict[str, Any], crop: tuple[float, float, float, float] | None = None,
-               panel_size: float = 3.0):
-    """Images side by side (titles from the dict keys), each with its pixel size in the title.
-
-    ``crop = (left, top, right, bottom)`` adds a second row with that region of every view, drawn
-    with nearest-neighbour pixels so the resolution shows. The fractions refer to the padded
-    square; a non-square image (the original photo) is treated as centred in its square, as the
-    processor pads it, so the same ``crop`` finds the same region in every view.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    arrays = {title: as_display_image(image) for title, image in views.items()}
-    rows = 2 if crop else 1
-    fig, axes = plt.subplots(rows, len(arrays), figsize=(panel_size * len(arrays), panel_size * rows + 0.3),
-                             squeeze=False)
-    for column, (title, array) in enumerate(arrays.items()):
-        height, width = array.shape[:2]
-        top = axes[0, column]
-        top.imshow(array)
-        top.set_title(f"{title}\n{width} x {height} px", fontsize=9)
-        if crop:
-            side = max(width, height)  # fractions of the square the image is centred in
-            left, upper = crop[0] * side - (side - width) / 2, crop[1] * side - (side - height) / 2
-            box_w, box_h = (crop[2] - crop[0]) * side, (crop[3] - crop[1]) * side
-            top.add_patch(Rectangle((left - 0.5, upper - 0.5), box_w, box_h, fill=False, color="red", lw=1.2))
-            rows_slice = slice(max(int(round(upper)), 0), int(round(upper + box_h)))
-            cols_slice = slice(max(int(round(left)), 0), int(round(left + box_w)))
-            part = array[rows_slice, cols_slice]
-            bottom = axes[1, column]
-            bottom.imshow(part, interpolation="nearest")
-            bottom.set_title(f"zoom: {part.shape[1]} x {part.shape[0]} px", fontsize=9)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    return fig
-
-
-# ============================================================================ tokens and labels
-LABEL_COLORS = {"supervised": "#9be39b", "prompt": "#e6e6e6", "image": "#9cc3f0", "pad": "#ffffff"}
-
-
-def token_spans(processor, input_ids: torch.Tensor | Sequence[int], labels: torch.Tensor | Sequence[int] | None = None,
-                ) -> list[tuple[str, str]]:
-    """One row of a batch -> ``[(text, kind), ...]`` with kind in supervised / prompt / image / pad.
-
-    A run of image tokens becomes one ``<image x64>`` entry; special tokens get short names
-    (``<bos>``, ``<eos>``, ``<pad>``); spaces show as ``·`` and newlines as ``⏎``.
-    """
-    ids = input_ids.tolist() if isinstance(input_ids, torch.Tensor) else list(input_ids)
-    if labels is None:
-        labels = [-100] * len(ids)
-    labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
-    names = {processor.bos_token_id: "<bos>", processor.eos_token_id: "<eos>"}
-    spans: list[tuple[str, str]] = []
-    run = 0
-    pad_run = 0
-    for position, (token, label) in enumerate(zip(ids, labels)):
-        if token == processor.image_token_id:
-            run += 1
-            if position + 1 == len(ids) or ids[position + 1] != token:
-                spans.append((f"<image x{run}>", "image"))
-                run = 0
-            continue
-        if token == processor.pad_token_id and label == -100 and token not in names:
-            pad_run += 1
-            if position + 1 == len(ids) or ids[position + 1] != token:
-                spans.append((f"<pad x{pad_run}>", "pad"))
-                pad_run = 0
-            continue
-        text = names.get(token) or processor.decode([token], skip_special_tokens=False)
-        text = text.replace(" ", "·").replace("\n", "⏎")
-        spans.append((text, "supervised" if label != -100 else "prompt"))
-    return spans
-
-
-def plot_token_labels(spans: list[tuple[str, str]], width: float = 10.0, font_size: int = 10):
-    """The tokens as coloured boxes, wrapped into lines: green = gets loss, grey = no loss.
-
-    A newline token (``⏎``) also ends the line, so the rendering keeps the prompt's layout.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    char_w = font_size * 0.62 / 72  # inches per character of DejaVu Sans Mono
-    line_h = font_size * 2.1 / 72
-    gap = 0.04
-    placed, x, line = [], 0.0, 0
-    for text, kind in spans:
-        box_w = len(text) * char_w + 0.06
-        if x > 0 and x + box_w > width:
-            x, line = 0.0, line + 1
-        placed.append((x, line, text, kind))
-        x += box_w + gap
-        if text.endswith("⏎"):
-            x, line = 0.0, line + 1
-    lines = max(line for _, line, _, _ in placed) + 1
-    height = lines * line_h + 0.5
-    fig = plt.figure(figsize=(width + 0.2, height))
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(-0.1, width + 0.1)
-    ax.set_ylim(height, 0)
-    ax.axis("off")
-    for x, line, text, kind in placed:
-        ax.text(x + 0.03, 0.15 + line * line_h + line_h / 2, text, family="DejaVu Sans Mono", fontsize=font_size,
-                va="center", ha="left",
-                bbox=dict(boxstyle="square,pad=0.15", facecolor=LABEL_COLORS[kind],
-                          edgecolor="#999999" if kind != "pad" else "#cccccc", linewidth=0.4))
-    legend = [Patch(facecolor=LABEL_COLORS[k], edgecolor="#999999", label=label) for k, label in
-              (("supervised", "label = token (loss)"), ("prompt", "label = -100 (no loss)"),
-               ("image", "image tokens (no loss)"))]
-    ax.legend(handles=legend, loc="lower right", ncol=3, fontsize=8, frameon=False)
-    return fig
-
-
-# ============================================================================ attention
-def image_token_span(input_ids: torch.Tensor | Sequence[int], image_token_id: int) -> tuple[int, int]:
-    """(start, stop) positions of the first run of image tokens in one row; (0, 0) if none."""
-    ids = input_ids.tolist() if isinstance(input_ids, torch.Tensor) else list(input_ids)
-    if image_token_id not in ids:
-        return 0, 0
-    start = ids.index(image_token_id)
-    stop = start
-    while stop < len(ids) and ids[stop] == image_token_id:
-        stop += 1
-    return start, stop
-
-
-def plot_attention(weights: torch.Tensor, image_span: tuple[int, int] | None = None, title: str = "",
-                   log: bool = True):
-    """A [T, T] attention map (query rows, key columns) with the image-token span outlined.
-
-    ``log=True`` colours by log10 weight: a causal map spreads each row over up to T keys, so most
-    weights are small and a linear scale would show little but the first column.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    weights = weights.detach().float().cpu()
-    length = weights.shape[-1]
-    fig, ax = plt.subplots(figsize=(5.4, 4.6))
-    shown = weights.clamp(min=1e-4).numpy()
-    image = ax.imshow(shown, cmap="viridis", norm=LogNorm(vmin=1e-4, vmax=1.0) if log else None,
-                      interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
-    if image_span and image_span[1] > image_span[0]:
-        start, stop = image_span
-        for position in (start - 0.5, stop - 0.5):
-            ax.axvline(position, color="red", lw=0.8, ls="--")
-            ax.axhline(position, color="red", lw=0.8, ls="--")
-        # Above the diagonal (masked by causality, dark): room for a label over the image columns.
-        ax.text((start + stop) / 2, 0.03 * length, f"image tokens\n{start}..{stop - 1}", ha="center", va="top",
-                color="white", fontsize=9)
-    ax.set_xlabel("key position (attended to)")
-    ax.set_ylabel("query position")
-    ax.set_xlim(-0.5, length - 0.5)
-    ax.set_ylim(length - 0.5, -0.5)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig

@@ -10,7 +10,7 @@ same held-out sample (a fine chart, its signature question, the reference answer
 forcing so that every trace lines up token for token and ``explorer.compare`` matches them), and
 the folder's README table is rewritten from the traces found there. SOURCE is a folder written by
 ``DSVLModel.save_pretrained`` (or a pipeline stage folder holding ``model/``), or
-``foundation:<preset>`` for :meth:`DSVLModel.from_foundation`.
+``foundation:<preset>`` for :func:`dsvl_lab.foundation.from_foundation`.
 """
 from __future__ import annotations
 
@@ -33,11 +33,13 @@ def load_source(source: str):
     from ..model import DSVLModel
 
     if source.startswith("foundation:"):
+        from ..foundation import from_foundation
+
         # The foundation model's aligner is freshly initialised: a fixed seed makes the shipped
         # foundation trace the same file on every run (it was not, before 2026-11-29).
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            return DSVLModel.from_foundation(source.split(":", 1)[1])
+            return from_foundation(source.split(":", 1)[1])
     folder = Path(source)
     if not folder.is_dir():
         raise FileNotFoundError(f"no model folder {folder}; run the pipeline first (see README, training stages)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..foundation.common import read_metrics
+from ..artifacts import read_metrics
 
 SERIES = {"train/loss_text": "text batches", "train/loss_vl": "image batches"}
 

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.stage_data import (IGNORE_INDEX, QA_PROMPT, chat_conversation, eval_seed, plain_example,
-                               qa_example)
+from ..constants import IGNORE_INDEX, PROMPT_FORMATS
+from ..data.stage_data import QA_PROMPT, chat_conversation, eval_seed, plain_example, qa_example
 from ..processor import DSVLProcessor, EncodedSample
-
-PROMPT_FORMATS = ("plain", "chat")
 
 
 def eval_set(family: str, detail: str, n: int, image_size: int, first: int = 0) -> list:

@@ -28,12 +28,13 @@ import torch
 from torch import nn
 
 from ..config import DSVLConfig
+from .init import linear
 
 
 def _gelu_linear_stack(width: int, depth: int) -> list[nn.Module]:
     modules: list[nn.Module] = []
     for _ in range(depth - 1):
-        modules += [nn.GELU(), nn.Linear(width, width)]
+        modules += [nn.GELU(), linear(width, width)]
     return modules
 
 
@@ -44,18 +45,18 @@ class Aligner(nn.Module):
         out_dim = config.llm.hidden_size
         self.projector_type = kind
         if kind == "low_high_hybrid_split_mlp_gelu":
-            self.high_up_proj = nn.Linear(config.sam.output_channels, out_dim // 2)
-            self.low_up_proj = nn.Linear(config.siglip.width, out_dim // 2)
+            self.high_up_proj = linear(config.sam.output_channels, out_dim // 2)
+            self.low_up_proj = linear(config.siglip.width, out_dim // 2)
             self.layers = nn.Sequential(*_gelu_linear_stack(out_dim, depth))
             return
         if kind == "low_high_shared_mlp_gelu":
             in_dim = config.sam.output_channels + config.siglip.width
-            self.layers = nn.Sequential(nn.Linear(in_dim, out_dim), *_gelu_linear_stack(out_dim, depth))
+            self.layers = nn.Sequential(linear(in_dim, out_dim), *_gelu_linear_stack(out_dim, depth))
             return
         if kind == "low_high_separate_mlp_gelu":
-            self.high_layers = nn.Sequential(nn.Linear(config.sam.output_channels, out_dim // 2),
+            self.high_layers = nn.Sequential(linear(config.sam.output_channels, out_dim // 2),
                                              *_gelu_linear_stack(out_dim // 2, depth))
-            self.low_layers = nn.Sequential(nn.Linear(config.siglip.width, out_dim // 2),
+            self.low_layers = nn.Sequential(linear(config.siglip.width, out_dim // 2),
                                             *_gelu_linear_stack(out_dim // 2, depth))
             return
         in_dim = config.vision_feature_dim
@@ -64,9 +65,9 @@ class Aligner(nn.Module):
                 raise ValueError(f"an identity aligner needs vision width {in_dim} == LLM width {out_dim}")
             self.layers = nn.Identity()
         elif kind == "linear":
-            self.layers = nn.Linear(in_dim, out_dim)
+            self.layers = linear(in_dim, out_dim)
         else:  # mlp_gelu
-            self.layers = nn.Sequential(nn.Linear(in_dim, out_dim), *_gelu_linear_stack(out_dim, depth))
+            self.layers = nn.Sequential(linear(in_dim, out_dim), *_gelu_linear_stack(out_dim, depth))
 
     def forward(self, features) -> torch.Tensor:
         """[N, g*g, D] (or the hybrid pair (high, low)) -> [N, g*g, LLM width]."""

@@ -27,10 +27,11 @@ from torch import nn
 from ..config import DSVLConfig
 from .aligner import Aligner
 from .attention import RecordableAttention
+from .files import load_pretrained, save_pretrained
 from .llm import KVCache, LanguageModel
 from .vision import VisionModel
 
-IGNORE_INDEX = -100
+from ..constants import IGNORE_INDEX  # one definition for the model, processor and evaluation
 
 
 @dataclass
@@ -64,25 +65,16 @@ class DSVLModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> "DSVLModel":
-        """Load a local folder: ours, transformers' (DeepseekVL[Hybrid]) or the original DeepSeek-VL format."""
-        from ..convert import load_pretrained
+        """Load a local folder: ours, transformers' (DeepseekVL[Hybrid]) or the original DeepSeek-VL format.
 
-        return load_pretrained(path, **kwargs)
-
-    @classmethod
-    def from_foundation(cls, preset: str, **kwargs) -> "DSVLModel":
-        """The starting point of stage 1: the shipped miniature LLM, SigLIP and SAM, a fresh aligner.
-
-        Only for ``dsvl-tiny-*`` / ``dsvl-small-*``; see :mod:`dsvl_lab.foundation`.
+        Keywords: ``config``, ``dtype``, ``pixel_input`` (see :func:`dsvl_lab.model.files.load_pretrained`).
+        The two foreign formats are read by :mod:`dsvl_lab.convert`, which registers itself on import.
+        The foundation weights of stage 1 are :func:`dsvl_lab.foundation.from_foundation`.
         """
-        from ..foundation import from_foundation
-
-        return from_foundation(preset, **kwargs)
+        return load_pretrained(path, model_class=cls, **kwargs)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``model.safetensors`` and ``dsvl_config.json`` into ``path`` (atomically)."""
-        from ..convert import save_pretrained
-
         save_pretrained(self, path)
 
     def num_params(self, trainable_only: bool = False) -> int:

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..config import LLMConfig
 from .attention import RecordableAttention
+from .init import embedding, linear
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -73,10 +74,10 @@ class LlamaAttention(RecordableAttention):
         self.num_heads = config.num_heads
         self.num_kv_heads = config.num_kv_heads
         self.head_dim = config.head_dim
-        self.q_proj = nn.Linear(config.hidden_size, config.num_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(config.hidden_size, config.num_kv_heads * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(config.hidden_size, config.num_kv_heads * self.head_dim, bias=False)
-        self.o_proj = nn.Linear(config.num_heads * self.head_dim, config.hidden_size, bias=False)
+        self.q_proj = linear(config.hidden_size, config.num_heads * self.head_dim, bias=False)
+        self.k_proj = linear(config.hidden_size, config.num_kv_heads * self.head_dim, bias=False)
+        self.v_proj = linear(config.hidden_size, config.num_kv_heads * self.head_dim, bias=False)
+        self.o_proj = linear(config.num_heads * self.head_dim, config.hidden_size, bias=False)
 
     def _split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         batch, tokens, _ = x.shape
@@ -102,9 +103,9 @@ class LlamaAttention(RecordableAttention):
 class SwiGLU(nn.Module):
     def __init__(self, config: LLMConfig) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.gate_proj = linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = linear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -160,7 +161,7 @@ class LlamaDecoder(nn.Module):
 
     def __init__(self, config: LLMConfig) -> None:
         super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_tokens = embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(LlamaLayer(config) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
@@ -189,7 +190,7 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.config = config
         self.model = LlamaDecoder(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = linear(config.hidden_size, config.vocab_size, bias=False)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model.embed_tokens(input_ids)

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..config import SAMConfig
 from .attention import RecordableAttention
+from .init import conv2d, linear, position_table
 from .siglip import PatchEmbed
 
 
@@ -58,8 +59,8 @@ class SAMAttention(RecordableAttention):
         super().__init__()
         self.num_heads = num_heads
         head_dim = width // num_heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
+        self.qkv = linear(width, 3 * width)
+        self.proj = linear(width, width)
         # grid_size is the window side for windowed blocks and the full grid for global ones.
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * grid_size - 1, head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * grid_size - 1, head_dim))
@@ -102,8 +103,8 @@ def window_unpartition(windows: torch.Tensor, window: int, padded: tuple[int, in
 class SAMMLP(nn.Module):
     def __init__(self, width: int, mlp_dim: int) -> None:
         super().__init__()
-        self.lin1 = nn.Linear(width, mlp_dim)
-        self.lin2 = nn.Linear(mlp_dim, width)
+        self.lin1 = linear(width, mlp_dim)
+        self.lin2 = linear(mlp_dim, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lin2(F.gelu(self.lin1(x)))
@@ -155,9 +156,9 @@ class LayerNorm2d(nn.Module):
 def make_neck(width: int, channels: int, eps: float) -> nn.Sequential:
     """Conv1x1 -> LayerNorm2d -> Conv3x3 -> LayerNorm2d; indexes 0..3 match the original keys."""
     return nn.Sequential(
-        nn.Conv2d(width, channels, kernel_size=1, bias=False),
+        conv2d(width, channels, kernel_size=1, bias=False),
         LayerNorm2d(channels, eps),
-        nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
+        conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
         LayerNorm2d(channels, eps),
     )
 
@@ -175,7 +176,7 @@ class SAMEncoder(nn.Module):
         self.config = config
         self.token_grid = token_grid
         self.patch_embed = PatchEmbed(config.patch_size, config.width)
-        self.pos_embed = nn.Parameter(torch.zeros(1, config.grid, config.grid, config.width))
+        self.pos_embed = position_table(1, config.grid, config.grid, config.width, std=0.0)
         self.blocks = nn.ModuleList(
             SAMBlock(config, 0 if i in config.global_attn_indexes else config.window_size)
             for i in range(config.depth)
@@ -184,8 +185,8 @@ class SAMEncoder(nn.Module):
         self.neck = make_neck(config.width, channels, config.layer_norm_eps)
         self.neck_hd = make_neck(config.width, channels, config.layer_norm_eps)
         self.downsamples = nn.Sequential(
-            nn.Conv2d(channels, 2 * channels, kernel_size=3, stride=2, padding=1, bias=False),
-            nn.Conv2d(2 * channels, 4 * channels, kernel_size=3, stride=2, padding=1, bias=False),
+            conv2d(channels, 2 * channels, kernel_size=3, stride=2, padding=1, bias=False),
+            conv2d(2 * channels, 4 * channels, kernel_size=3, stride=2, padding=1, bias=False),
         )
         self.hd_alpha_downsamples = nn.Parameter(torch.zeros(1))
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..config import SigLIPConfig
 from .attention import RecordableAttention
+from .init import conv2d, linear, position_table
 
 
 class SigLIPAttention(RecordableAttention):
@@ -26,8 +27,8 @@ class SigLIPAttention(RecordableAttention):
     def __init__(self, width: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
+        self.qkv = linear(width, 3 * width)
+        self.proj = linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, width = x.shape
@@ -41,8 +42,8 @@ class SigLIPAttention(RecordableAttention):
 class SigLIPMLP(nn.Module):
     def __init__(self, width: int, mlp_dim: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(width, mlp_dim)
-        self.fc2 = nn.Linear(mlp_dim, width)
+        self.fc1 = linear(width, mlp_dim)
+        self.fc2 = linear(mlp_dim, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))  # exact (erf) GELU, as timm; HF's default is tanh
@@ -66,7 +67,7 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, patch_size: int, width: int) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
+        self.proj = conv2d(3, width, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.proj(images)  # [B, 3, S, S] -> [B, width, g, g]
@@ -79,7 +80,7 @@ class SigLIPViT(nn.Module):
         super().__init__()
         self.config = config
         self.patch_embed = PatchEmbed(config.patch_size, config.width)
-        self.pos_embed = nn.Parameter(torch.randn(1, config.grid**2, config.width) * 0.02)
+        self.pos_embed = position_table(1, config.grid**2, config.width, std=0.02)
         self.blocks = nn.ModuleList(SigLIPBlock(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.width, eps=config.layer_norm_eps)
 

@@ -19,13 +19,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ThroughputMonitor
 
+from ..artifacts import tensor_checksum
 from .module import DSVLLitModule, group_of, group_sizes
 
 
 # ============================================================================ freeze audit
 def group_checksums(model: torch.nn.Module, frozen_only: bool = True) -> dict[str, str]:
-    from ..foundation.common import tensor_checksum
-
     states: dict[str, dict[str, torch.Tensor]] = {}
     for name, param in model.named_parameters():
         if not (frozen_only and param.requires_grad):

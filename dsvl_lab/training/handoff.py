@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import write_json_atomic
+from ..artifacts import read_card, tensor_checksum, write_card
 from ..model import DSVLModel
 from ..errors import InputError
 
-CARD = "stage.json"
+CARD_NAME = "stage"  # the hand-off card: model/stage.json
+CARD = f"{CARD_NAME}.json"
 
 
 class HandoffError(InputError):
@@ -32,14 +33,14 @@ def model_folder(path: str | Path) -> Path:
     return path / "model" if (path / "model").is_dir() else path
 
 
-def read_card(folder: Path) -> dict | None:
-    card = folder / CARD
-    return json.loads(card.read_text()) if card.is_file() else None
+def stage_card(folder: Path) -> dict | None:
+    """The hand-off card in a model folder (``stage.json``), or None if the folder holds none."""
+    return read_card(folder, CARD_NAME)
 
 
 def made_by(folder: str | Path, preset: str, spec: dict) -> bool:
     """Does the stage folder hold a finished hand-off of exactly this preset and stage spec?"""
-    card = read_card(model_folder(folder))
+    card = stage_card(model_folder(folder))
     return card is not None and card.get("preset") == preset and card.get("spec") == json.loads(json.dumps(spec))
 
 
@@ -51,7 +52,7 @@ def check_stage_output(start: str | Path | None, expected_stage: str, preset: st
         raise HandoffError(f"stage {receiving} continues stage {expected_stage}, but no checkpoint was given: "
                            f"pass the {expected_stage} output folder as start (dsvl-lab pipeline does this)")
     folder = model_folder(start)
-    card = read_card(folder) if folder.is_dir() else None
+    card = stage_card(folder) if folder.is_dir() else None
     if card is None:
         raise HandoffError(f"stage {receiving} continues stage {expected_stage}, but {start} holds no stage output "
                            f"(no model/{CARD}): the {expected_stage} stage is missing; run it first")
@@ -71,8 +72,6 @@ def check_stage_output(start: str | Path | None, expected_stage: str, preset: st
 
 def load_stage_output(start: str | Path, expected_stage: str, preset: str, receiving: str) -> DSVLModel:
     """The checked model of the previous stage (its weights' checksum must match the card)."""
-    from ..foundation.common import tensor_checksum
-
     card = check_stage_output(start, expected_stage, preset, receiving)
     model = DSVLModel.from_pretrained(model_folder(start))
     if tensor_checksum(model.state_dict()) != card["tensor_sha256"]:
@@ -84,11 +83,9 @@ def load_stage_output(start: str | Path, expected_stage: str, preset: str, recei
 def write_stage_output(model: DSVLModel, folder: str | Path, stage: str, preset: str, steps: int,
                        evaluation: dict | None = None, extra: dict | None = None) -> Path:
     """Save the model and its hand-off card into ``folder/model`` (each file atomically)."""
-    from ..foundation.common import tensor_checksum
-
     target = Path(folder) / "model"
     model.save_pretrained(target)
     card = {"stage": stage, "preset": preset, "steps": steps, "config": model.config.to_dict(),
             "tensor_sha256": tensor_checksum(model.state_dict()), "evaluation": evaluation or {}, **(extra or {})}
-    write_json_atomic(target / CARD, json.loads(json.dumps(card, default=str)))
+    write_card(target, CARD_NAME, card)
     return target

@@ -22,6 +22,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from ..checkpoint_io import AtomicCheckpointIO
 from ..errors import RunFolderError
+from ..harness import keep_last, last_checkpoint, run_loggers
 from ..run_folder import check_resume, owned
 
 from ..data.datamodule import DSVLDataModule
@@ -58,14 +59,12 @@ class StageCLI(LightningCLI):
 
         module: DSVLLitModule = self.model
         out = Path(self._get(self.config, "trainer.default_root_dir") or "runs/fit")
-        extra = stage_callbacks(out, module.spec, self._get(self.config, "eval_every"),
-                                self._get(self.config, "eval_samples"), self._get(self.config, "checkpoint_every"))
-        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + list(extra.values())
+        extra = stage_callbacks(out, module.spec, self._get(self.config, "eval_every"), self._get(self.config, "eval_samples"))
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *extra.values(),
+                               keep_last(out, self._get(self.config, "checkpoint_every"), module.spec.steps)]
         kwargs["plugins"] = [*(kwargs.get("plugins") or []), AtomicCheckpointIO()]  # a kill keeps the previous last.ckpt
         if self._get(self.config, "trainer.logger") in (None, True):  # CSV always, TensorBoard when installed
-            from .run import loggers_for
-
-            kwargs["logger"] = loggers_for(out)
+            kwargs["logger"] = run_loggers(out)
         trainer = super().instantiate_trainer(**kwargs)
         if trainer.max_steps in (-1, None):  # the stage says how long it is, unless the trainer piece does
             trainer.fit_loop.epoch_loop.max_steps = module.spec.steps
@@ -87,7 +86,7 @@ class StageCLI(LightningCLI):
         elif ckpt_path is None:
             refuse_to_retrain(self.root())
         if ckpt_path is not None:
-            checkpoint = self.root() / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+            checkpoint = last_checkpoint(self.root()) if ckpt_path == "last" else Path(ckpt_path)
             if checkpoint.is_file():
                 module: DSVLLitModule = self.model
                 check_resume(checkpoint, dict(module.hparams), fresh_hint=FRESH_HINT, normalise={"start": start_key})
@@ -105,7 +104,7 @@ def refuse_to_retrain(root: Path) -> None:
     """A folder with a finished stage or a checkpoint is resumed on request only (--ckpt_path last)."""
     from .handoff import CARD
 
-    finished, last = root / "model" / CARD, root / "checkpoints" / "last.ckpt"
+    finished, last = root / "model" / CARD, last_checkpoint(root)
     if finished.is_file() or last.is_file():
         held = "a finished stage (model/)" if finished.is_file() else "a checkpoint (checkpoints/last.ckpt)"
         raise RunFolderError(f"already holds {held}; pass --ckpt_path last to resume it, or {FRESH_HINT}", source=root)

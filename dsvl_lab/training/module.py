@@ -9,8 +9,10 @@ behaviour:
   nothing inside a frozen tower (stage 1 and 2 pay for SAM and SigLIP forward passes only). In
   stage 1 the frozen LLM still carries gradients back to the adaptor: it is a suffix, not a prefix;
 - **parameter groups**: one AdamW group per trainable component (its own learning rate), split
-  into matrices (weight decay) and vectors (none), so the optimizer never holds a frozen tensor;
-- the **schedule**: warm-up, then cosine / step / constant, stepped every optimizer step;
+  into matrices (weight decay) and vectors (none), so the optimizer never holds a frozen tensor
+  (``dsvl_lab.harness.decay_groups``, as foundation pretraining splits them);
+- the **schedule**: warm-up, then cosine / step / constant, stepped every optimizer step
+  (``dsvl_lab.harness.lr_factor``, the one schedule of every run);
 - **losses**: ``train/loss`` (and ``train/loss_text`` / ``train/loss_vl`` by the batch's modality;
   batches are modality-grouped), ``val/loss_text`` and ``val/loss_vl`` on fixed held-out batches.
 
@@ -27,10 +29,17 @@ import torch
 from torch import nn
 
 from ..config import DSVLConfig
+from ..harness import adamw_with_schedule, decay_groups
 from ..model import DSVLModel
 from .spec import GROUPS, StageSpec, as_stage_spec
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "labels")
+
+
+def batch_loss(model: DSVLModel, batch: dict) -> torch.Tensor:
+    """Forward and loss of one batch: the model's next-token loss (labels -100 on prompts and image
+    tokens are skipped). ``training_step`` and the step written out in :mod:`.step` both use it."""
+    return model(**{key: batch[key] for key in MODEL_INPUTS if key in batch}).loss
 
 
 def group_of(parameter_name: str) -> str:
@@ -74,10 +83,11 @@ def frozen_modules(model: nn.Module) -> list[nn.Module]:
 
 def build_model(preset: str, spec: StageSpec, start: str | Path | None) -> DSVLModel:
     """The stage's starting weights: foundation, random, or the previous stage's checked output."""
+    from ..foundation import from_foundation
     from .handoff import load_stage_output
 
     if spec.starts_from == "foundation":
-        return DSVLModel.from_foundation(preset)
+        return from_foundation(preset)
     if spec.starts_from == "random":
         return DSVLModel.from_name(preset)
     return load_stage_output(start, expected_stage=spec.starts_from, preset=preset, receiving=spec.name)
@@ -102,7 +112,7 @@ class DSVLLitModule(L.LightningModule):
         self.config = DSVLConfig.from_name(preset)  # an unknown preset fails here, before anything trains
         self.start = start
         if self.spec.starts_from == "foundation":
-            from ..foundation.common import size_of
+            from ..foundation.recipe import size_of
 
             size_of(preset)  # presets without shipped foundation parts fail here, saying which have them
         elif self.spec.starts_from != "random":
@@ -136,7 +146,8 @@ class DSVLLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch}).loss
+        """The batch's loss (:func:`batch_loss`; the whole step written out is in :mod:`.step`)."""
+        return batch_loss(self.model, batch)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self(batch)
@@ -152,21 +163,16 @@ class DSVLLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimizer
     def parameter_groups(self) -> list[dict]:
-        """One AdamW group per trainable component and kind (matrices decay; vectors do not)."""
+        """One AdamW group per trainable component and kind (``<component>/matrices`` decay; vectors do not)."""
         groups = []
         for group in self.trainable_groups():
-            params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad and group_of(n) == group]
-            for kind, decay in (("matrices", self.spec.weight_decay), ("vectors", 0.0)):
-                chosen = [p for _, p in params if (p.ndim >= 2) == (kind == "matrices")]
-                if chosen:
-                    groups.append({"params": chosen, "lr": self.spec.lr_of(group), "weight_decay": decay,
-                                   "name": f"{group}/{kind}"})
+            members = [(n, p) for n, p in self.model.named_parameters() if group_of(n) == group]
+            groups += decay_groups(members, self.spec.weight_decay, self.spec.lr_of(group), name=group)
         return groups
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameter_groups(), betas=self.spec.betas, eps=self.spec.eps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.spec.lr_factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        spec = self.spec
+        return adamw_with_schedule(self.parameter_groups(), spec.steps, spec.betas, spec.eps, **spec.schedule_shape())
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """The stage owns its clipping (paper: 1.0 in every stage); a Trainer value, if set, wins."""

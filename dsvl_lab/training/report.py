@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import write_json_atomic, write_text_atomic
-
-FAMILIES = ("chart", "ocr", "doc", "screen", "scene")
+from ..data.tasks import FAMILIES  # the table's columns, in the data world's order
 
 
 def cell(evaluation: dict | None, family: str, detail: str, metric: str = "option_accuracy") -> str:

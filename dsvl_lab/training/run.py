@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Sequence
 import lightning as L
 
 from ..data.datamodule import DSVLDataModule, MixtureLogger
-from ..run_folder import check_resume, owned
+from ..harness import fit_resumable, make_trainer, resume_point
+from ..run_folder import owned
 from .callbacks import FlopsThroughput, FreezeAudit, LanguageCurve, NonFiniteGuard, StageEvaluation, StageExport
 from .module import DSVLLitModule
 from .spec import STAGE_NAMES, StageSpec, as_stage_spec, stage_spec
@@ -44,20 +44,9 @@ class StageRun:
     throughput: dict = field(default_factory=dict)
 
 
-def loggers_for(out: Path) -> list:
-    """CSV always; TensorBoard as well when it is installed."""
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    loggers = [CSVLogger(out, name="logs", version="")]
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        loggers.append(TensorBoardLogger(out, name="logs", version="tensorboard"))
-    return loggers
-
-
-def stage_callbacks(out: Path, spec: StageSpec, eval_every: int, eval_samples: int, checkpoint_every: int,
+def stage_callbacks(out: Path, spec: StageSpec, eval_every: int, eval_samples: int,
                     language_eval: bool = True, throughput: bool = True) -> dict[str, L.Callback]:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
+    """The stage's own callbacks, by name; ``last.ckpt`` is the harness's (``make_trainer`` / ``keep_last``)."""
     audit = FreezeAudit()
     # eval_samples=0: no evaluation in the stage (a sweep evaluates the runs' end points itself).
     evaluation = StageEvaluation(eval_every, eval_samples, language=language_eval) if eval_samples else None
@@ -67,30 +56,12 @@ def stage_callbacks(out: Path, spec: StageSpec, eval_every: int, eval_samples: i
         "mixture": MixtureLogger(),
         **({"evaluation": evaluation} if evaluation else {}),
         "export": StageExport(out, evaluation, audit),
-        "checkpoint": ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
-                                      every_n_train_steps=max(1, min(checkpoint_every, spec.steps))),
     }
     if throughput:
         callbacks["throughput"] = FlopsThroughput()
     if spec.language_every:
         callbacks["language_curve"] = LanguageCurve(spec.language_every)
     return callbacks
-
-
-def make_stage_trainer(out: Path, spec: StageSpec, callbacks: Sequence[L.Callback], progress: bool = True,
-                       val_every: int | None = None, **trainer_options) -> L.Trainer:
-    """A trainer for one stage: bf16 autocast where supported, validation ``val_every`` steps."""
-    val_every = val_every or max(1, spec.steps // 4)
-    from ..checkpoint_io import AtomicCheckpointIO
-
-    options = dict(max_steps=spec.steps, max_epochs=1, accelerator="auto", devices=1,
-                   precision="bf16-mixed", logger=loggers_for(out), callbacks=list(callbacks),
-                   plugins=[AtomicCheckpointIO()],  # last.ckpt replaced by rename: a kill keeps the previous one
-                   enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
-                   num_sanity_val_steps=0, val_check_interval=min(val_every, spec.steps), check_val_every_n_epoch=None,
-                   use_distributed_sampler=False)  # DSVLDataModule splits each step across ranks itself
-    options.update(trainer_options)
-    return L.Trainer(**options)
 
 
 def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | Path | None = None,
@@ -110,17 +81,6 @@ def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | 
                               extra_callbacks, language_eval, throughput, num_workers, **trainer_options)
 
 
-def resume_point(out: Path, preset: str, spec: StageSpec, start: str | Path | None) -> Path | None:
-    """``out/checkpoints/last.ckpt`` if there is one to resume (checked), else None."""
-    last = out / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        return None
-    asked = {"preset": preset, "stage": spec.to_dict(), "start": start_key(start)}
-    check_resume(last, asked, fresh_hint=f"delete {out} to train this stage afresh, or write to another folder",
-                 normalise={"start": start_key})
-    return last
-
-
 def start_key(start: str | Path | None) -> str | None:
     """The start as an absolute path, so a resume from another working directory still matches."""
     return str(Path(start).resolve()) if start else None
@@ -128,18 +88,25 @@ def start_key(start: str | Path | None) -> str | None:
 
 def train_stage_in(out: Path, preset: str, spec: StageSpec, start, progress: bool, eval_every: int,
                    eval_samples: int, checkpoint_every: int, extra_callbacks: Sequence[L.Callback],
-                   language_eval: bool, throughput: bool, num_workers: int, **trainer_options) -> StageRun:
-    last = resume_point(out, preset, spec, start)  # before anything is built: a refusal costs nothing
+                   language_eval: bool, throughput: bool, num_workers: int, val_every: int | None = None,
+                   **trainer_options) -> StageRun:
+    """Train the stage with the harness (trainer, resumable fit); ``trainer_options`` override Trainer arguments."""
+    asked = {"preset": preset, "stage": spec.to_dict(), "start": start_key(start)}  # the module's hparams
+    resume = resume_point(out, asked, fresh_hint=f"delete {out} to train this stage afresh, or write to another folder",
+                          normalise={"start": start_key})  # before anything is built: a refusal costs nothing
     # The fresh parts (the aligner in stage 1) and everything else random start from the stage's seed,
     # so the same command gives the same weights (on CPU, with the same thread count).
     L.seed_everything(spec.data.seed, workers=True, verbose=False)
     module = DSVLLitModule(preset, spec, start=str(start) if start else None)  # checks the hand-off first
     data = DSVLDataModule(module.config, spec.data, total_steps=spec.steps, num_workers=num_workers)
-    callbacks = stage_callbacks(out, spec, eval_every, eval_samples, checkpoint_every, language_eval, throughput)
-    trainer = make_stage_trainer(out, spec, [*callbacks.values(), *extra_callbacks], progress, **trainer_options)
-    resumed = last is not None
+    callbacks = stage_callbacks(out, spec, eval_every, eval_samples, language_eval, throughput)
+    validation = {"val_check_interval": min(val_every or max(1, spec.steps // 4), spec.steps),
+                  "check_val_every_n_epoch": None,
+                  "use_distributed_sampler": False}  # DSVLDataModule splits each step across ranks itself
+    trainer = make_trainer(out, spec.steps, [*callbacks.values(), *extra_callbacks], checkpoint_every, progress,
+                           **{**validation, **trainer_options})
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resumed else None)
+    resumed = fit_resumable(trainer, module, data, resume)
     export: StageExport = callbacks["export"]
     return StageRun(spec.name, out, export.folder or out / "model", trainer.global_step, time.perf_counter() - started,
                     resumed, callbacks["evaluation"].final if "evaluation" in callbacks else None, callbacks["audit"].report,
@@ -148,7 +115,7 @@ def train_stage_in(out: Path, preset: str, spec: StageSpec, start, progress: boo
 
 def throughput_summary(out: Path, module: DSVLLitModule) -> dict:
     """FLOPs per batch and the last window's samples/s, FLOP/s and MFU (from the CSV log)."""
-    from ..foundation.common import read_metrics
+    from ..artifacts import read_metrics
 
     summary: dict = {"flops_per_batch": getattr(module, "flops_per_batch", None)}
     rows = [row for row in read_metrics(out) if "train/device/mfu" in row]
@@ -172,7 +139,7 @@ def pipeline_specs(preset: str, smoke: bool = False, scale: str = "mini") -> lis
 
 
 def has_foundation(preset: str) -> bool:
-    from ..foundation.common import FoundationError, size_of
+    from ..foundation.recipe import FoundationError, size_of
 
     try:
         size_of(preset)

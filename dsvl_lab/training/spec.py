@@ -32,8 +32,10 @@ import math
 from dataclasses import dataclass, field
 
 from ..config import did_you_mean, is_int, shown, type_name
+from ..constants import PROMPT_FORMATS
 from ..data.stage_data import STAGE_DATA_PRESETS, StageData
 from ..errors import InputError
+from ..harness.schedule import KINDS, lr_factor
 
 # The component groups a stage can train, each with the module prefixes it covers inside DSVLModel.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -44,10 +46,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "aligner": ("aligner.",),
     "language_model": ("language_model.",),
 }
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = KINDS  # the harness's schedule kinds: cosine, step, constant
 STARTS = ("foundation", "random")  # or the name of the stage whose output this stage continues
 STAGE_NAMES = ("stage1_adaptor", "stage2_joint", "stage3_sft")
-PROMPT_FORMATS = ("plain", "chat")
 # Fields added after cards and sweep hashes were first written: left out of to_dict at their default,
 # so every spec written before them keeps its hash (as StageData's OMITTED_AT_DEFAULT).
 SPEC_OMITTED_AT_DEFAULT = {"language_every": 0}
@@ -195,18 +196,14 @@ class StageSpec:
     def lr_of(self, group: str) -> float:
         return self.group_learning_rates.get(group, self.learning_rate)
 
+    def schedule_shape(self) -> dict:
+        """The stage's schedule as ``dsvl_lab.harness.lr_factor`` keywords (all but the run's length)."""
+        return {"warmup_steps": self.warmup_steps, "kind": self.schedule, "floor": self.min_lr_ratio,
+                "milestones": self.step_milestones, "gamma": self.step_gamma}
+
     def lr_factor(self, step: int) -> float:
-        """The learning-rate multiplier at optimizer step ``step`` (a Python float: see below)."""
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps))
-        # Python floats only: Lightning reloads checkpoints with torch.load(weights_only=True),
-        # which refuses numpy scalars in the scheduler's saved state.
-        if self.schedule == "cosine":
-            return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        if self.schedule == "step":
-            return float(self.step_gamma ** sum(step >= m * self.steps for m in self.step_milestones))
-        return 1.0
+        """The learning-rate multiplier at optimizer step ``step`` (the harness's schedule; a Python float)."""
+        return lr_factor(step, self.steps, **self.schedule_shape())
 
     def replace(self, **changes) -> "StageSpec":
         """A copy with fields changed; ``data`` may be a dict of StageData fields to change."""

@@ -17,7 +17,7 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .common import (COLOR_NAMES, INK, ORDINALS, PALETTE, QA, apply_texture, choose_answer, draw_text,
+from .common import (COLOR_NAMES, INK, ORDINALS, QA, apply_texture, choose_answer, draw_text,
                      fit_font, font, options_with, pale, rect_mask, scaled)
 
 HEADINGS = ("Report", "Invoice", "Agenda", "Budget", "Notes", "Menu", "Summary", "Schedule")

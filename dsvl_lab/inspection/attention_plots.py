@@ -1,6 +1,16 @@
-"""Static matplotlib pictures of an :class:`~dsvl_lab.inspection.attention_trace.AttentionTrace`.
+"""Attention figures (matplotlib): the token x token matrix and the views of an attention trace.
 
-Four views, each a function that draws on a given ``ax`` (or a new figure) and returns the figure:
+The token x token picture is drawn by one function, :func:`draw_token_matrix` (query rows, key
+columns, a colour bar, the positions marked), for two kinds of input:
+
+- :func:`plot_attention`: weights recorded with ``model.record_attention`` ([T, T], notebook 01),
+  the image tokens outlined;
+- :func:`plot_token_matrix`: one LLM layer of an
+  :class:`~dsvl_lab.inspection.attention_trace.AttentionTrace` (or its rollout), with the system /
+  image / user / answer segments marked (what bertviz's "model view" shows for text models).
+
+The other views of a trace, each a function that draws on a given ``ax`` (or a new figure) and
+returns the figure:
 
 - :func:`plot_token_to_image`: where an LLM text token looks in the picture: its weights on the
   g x g image tokens, as a heatmap over the image (the "visual grounding" picture).
@@ -9,8 +19,6 @@ Four views, each a function that draws on a given ``ax`` (or a new figure) and r
   see the whole grid.
 - :func:`plot_image_mass`: the share of attention that goes to image tokens, layer x head (how
   much the language model "reads" the picture; it grows with multimodal training).
-- :func:`plot_token_matrix`: the plain query x key matrix with the system / image / user / answer
-  segments marked (what bertviz's "model view" shows for text models).
 
 :func:`figure_png` turns a figure into PNG bytes (what the explorer and ``to_html`` use).
 """
@@ -20,12 +28,14 @@ import io
 
 import numpy as np
 
+from .tokens import SEGMENT_COLORS, runs
+
 COLORMAPS = ("inferno", "viridis", "magma", "plasma", "gray")
 NORMS = ("linear", "log", "clip 99%")
-SEGMENT_COLORS = {"system": "#9e9e9e", "image": "#d62728", "user": "#1f77b4", "answer": "#2ca02c"}
 
 
 def new_axes(ax, figsize=(5.0, 4.4)):
+    """``(ax.figure, ax)``, or a new figure of ``figsize`` with one axes when ``ax`` is None."""
     import matplotlib.pyplot as plt
 
     if ax is not None:
@@ -61,10 +71,12 @@ def overlay(ax, trace, heat: np.ndarray, cmap: str, norm: str, alpha: float):
 
 
 def head_name(head) -> str:
+    """'head 3', or 'mean over heads' / 'max over heads', for titles."""
     return f"head {head}" if isinstance(head, int) else f"{head} over heads"
 
 
 def query_name(trace, query) -> str:
+    """The query of a title: one token with its text and segment, or the answer tokens' mean."""
     if query == "answer":
         return "mean over the answer tokens"
     return f"token {query} {trace.tokens[int(query)]!r} ({trace.segments[int(query)]})"
@@ -116,6 +128,7 @@ def plot_patch_attention(trace, key: str, head="mean", patch: int | None = None,
 
 
 def draw_box(ax, x: float, y: float, width: float, height: float, color: str, lw: float) -> None:
+    """An unfilled rectangle (the query patch, its window, the highlighted layer x head cell)."""
     from matplotlib.patches import Rectangle
 
     ax.add_patch(Rectangle((x, y), width, height, fill=False, edgecolor=color, lw=lw))
@@ -155,33 +168,72 @@ def plot_image_mass(trace, query="answer", *, cmap: str = "viridis", ax=None, ti
 
 
 # ============================================================================ token x token matrix
-def plot_token_matrix(trace, key: str, head="mean", *, cmap: str = "inferno", norm: str = "log", ax=None,
-                      query=None, title: str | None = None):
-    """The [T, T] query x key matrix of an LLM layer, segments marked along both axes."""
-    fig, ax = new_axes(ax)
-    matrix = trace.rollout("llm").numpy() if key == "rollout" else trace.full_matrix(key, head).numpy()
-    shown = ax.imshow(matrix, cmap=cmap, norm=make_norm(matrix, norm), interpolation="nearest")
-    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
-    if len(trace.segments) == matrix.shape[0]:
-        mark_segments(ax, trace.segments)
-    if query is not None and query != "answer":
+def draw_token_matrix(ax, matrix: np.ndarray, *, cmap: str, norm=None, colorbar_pad: float = 0.03,
+                      colorbar_label: str = "", segments: list[str] | None = None,
+                      image_span: tuple[int, int] | None = None, query: int | None = None):
+    """The one token x token picture: ``matrix`` [T, T] on ``ax``, query rows and key columns, with a colour bar.
+
+    Marks, each optional: ``segments`` (a segment name per position) as coloured bars along both
+    axes, ``image_span`` (start, stop) as dashed lines around the image tokens, ``query`` as a line
+    along that row.
+    """
+    shown = ax.imshow(matrix, cmap=cmap, norm=norm, interpolation="nearest")
+    ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=colorbar_pad, label=colorbar_label)
+    if segments is not None:
+        mark_segments(ax, segments)
+    if image_span and image_span[1] > image_span[0]:
+        mark_image_span(ax, image_span, matrix.shape[-1])
+    if query is not None:
         ax.axhline(int(query), color="#00e5ff", lw=0.8)
     ax.set_xlabel("key position (attended to)")
     ax.set_ylabel("query position")
+    return shown
+
+
+def plot_attention(weights, image_span: tuple[int, int] | None = None, title: str = "", log: bool = True):
+    """Recorded weights [T, T] (query rows, key columns) as a new figure, the image-token span outlined.
+
+    ``log=True`` colours by log10 weight: a causal map spreads each row over up to T keys, so most
+    weights are small and a linear scale would show little but the first column.
+    """
+    from matplotlib.colors import LogNorm
+
+    weights = weights.detach().float().cpu()
+    length = weights.shape[-1]
+    fig, ax = new_axes(None, figsize=(5.4, 4.6))
+    draw_token_matrix(ax, weights.clamp(min=1e-4).numpy(), cmap="viridis",
+                      norm=LogNorm(vmin=1e-4, vmax=1.0) if log else None, colorbar_pad=0.04,
+                      colorbar_label="attention weight", image_span=image_span)
+    ax.set_xlim(-0.5, length - 0.5)
+    ax.set_ylim(length - 0.5, -0.5)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_token_matrix(trace, key: str, head="mean", *, cmap: str = "inferno", norm: str = "log", ax=None,
+                      query=None, title: str | None = None):
+    """The [T, T] query x key matrix of an LLM layer of a trace (or its rollout), segments marked along both axes."""
+    fig, ax = new_axes(ax)
+    matrix = trace.rollout("llm").numpy() if key == "rollout" else trace.full_matrix(key, head).numpy()
+    draw_token_matrix(ax, matrix, cmap=cmap, norm=make_norm(matrix, norm),
+                      segments=trace.segments if len(trace.segments) == matrix.shape[0] else None,
+                      query=query if query is not None and query != "answer" else None)
     what = "attention rollout over all layers" if key == "rollout" else f"{key}, {head_name(head)}"
     ax.set_title(title or f"{what}: query x key", fontsize=9, pad=16)
     return fig
 
 
-def segment_spans(segments: list[str]) -> list[tuple[str, int, int]]:
-    """Runs of equal segment names: [(name, start, stop)]."""
-    spans: list[tuple[str, int, int]] = []
-    for i, name in enumerate(segments):
-        if spans and spans[-1][0] == name:
-            spans[-1] = (name, spans[-1][1], i + 1)
-        else:
-            spans.append((name, i, i + 1))
-    return spans
+def mark_image_span(ax, image_span: tuple[int, int], length: int) -> None:
+    """Dashed red lines around the image tokens' rows and columns, named above the diagonal."""
+    start, stop = image_span
+    for position in (start - 0.5, stop - 0.5):
+        ax.axvline(position, color="red", lw=0.8, ls="--")
+        ax.axhline(position, color="red", lw=0.8, ls="--")
+    # Above the diagonal (masked by causality, dark): room for a label over the image columns.
+    ax.text((start + stop) / 2, 0.03 * length, f"image tokens\n{start}..{stop - 1}", ha="center", va="top",
+            color="white", fontsize=9)
 
 
 def mark_segments(ax, segments: list[str]) -> None:
@@ -190,7 +242,7 @@ def mark_segments(ax, segments: list[str]) -> None:
 
     length = len(segments)
     bar = max(1.0, 0.03 * length)
-    for name, start, stop in segment_spans(segments):
+    for name, start, stop in runs(segments):
         color = SEGMENT_COLORS.get(name, "black")
         ax.add_patch(Rectangle((start - 0.5, -0.5 - bar), stop - start, bar, color=color, clip_on=False))
         ax.add_patch(Rectangle((-0.5 - bar, start - 0.5), bar, stop - start, color=color, clip_on=False))

@@ -1,0 +1,108 @@
+"""The data world and what is pretrained on it: ``data`` (preview, export and check the task
+families) and ``pretrain`` (the miniature foundation parts: LLM, SigLIP, SAM).
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from .common import COUNT, EXIT_OK, CLIError, arg, real_number, subcommand, whole_number
+from .output_files import check_output_file, is_png
+
+# Imports of torch, the model and the libraries sit inside the command functions: the one place in
+# the package where lazy imports are justified, so that `dsvl-lab --help` answers at once.
+
+
+# ============================================================================ data
+@subcommand(
+    "data", "look at and export the task families (the workbench's data world)",
+    example="dsvl-lab data preview --family chart --n 8 --out preview.png\n"
+            "dsvl-lab data preview --family ocr --detail fine --n 8 --out ocr-fine.png\n"
+            "dsvl-lab data export --n 4 --out data_samples/tasks\n"
+            "dsvl-lab data check data_samples/tasks/samples.jsonl",
+    args=[
+        arg("action", choices=["preview", "export", "check"],
+            help="preview: contact sheet PNG; export: PNGs + samples.jsonl; check: read and validate a JSONL file"),
+        arg("path", nargs="?", default=None, help="the JSONL file (check only)"),
+        arg("--family", action="append", default=None, help="task family (repeatable; default: all)"),
+        arg("--detail", choices=["coarse", "fine", "both"], default="both", help="detail level (default both)"),
+        arg("--n", type=COUNT, default=8, help="samples per family and detail level (default 8)"),
+        arg("--seed", type=whole_number(0), default=0, help="first seed (default 0)"),
+        arg("--image-size", type=whole_number(64, 4096), default=256,
+            help="image side in pixels, 64..4096 (default 256, the tiny preset)"),
+        arg("--out", default=None, help="output PNG (preview) or folder (export)"),
+        arg("--on-bad-sample", choices=["raise", "skip"], default="raise", help="check: stop or skip (default raise)"),
+        arg("--allow-outside-paths", action="store_true",
+            help="check: allow image paths outside the JSONL file's folder (absolute, '..', symlinks); "
+                 "only for files you trust"),
+        arg("--max-image-pixels", type=int, default=None,
+            help="check: refuse images with more pixels (default 64,000,000, the processor's limit)"),
+    ],
+)
+def cmd_data(args) -> int:
+    from ..data import jsonl
+    from ..data.tasks import FAMILIES, generate_samples
+
+    if args.action == "check":
+        if not args.path:
+            raise CLIError("check needs the JSONL file: dsvl-lab data check FILE")
+        # Streams: one line at a time and image headers only, so any file length fits in memory.
+        result = jsonl.check_jsonl(args.path, on_bad_sample=args.on_bad_sample,
+                                   allow_outside_paths=args.allow_outside_paths,
+                                   max_image_pixels=args.max_image_pixels or jsonl.DEFAULT_MAX_IMAGE_PIXELS)
+        for problem in result.problems:
+            print(f"skipped {problem}")
+        print(result.summary())
+        return EXIT_OK
+    if args.action == "preview":  # before drawing the samples
+        check_output_file(args.out or "preview.png", "--out", "PNG image", is_png)
+    families = args.family or list(FAMILIES)
+    details = ["coarse", "fine"] if args.detail == "both" else [args.detail]
+    samples = [sample for family in families for detail in details
+               for sample in generate_samples(family, args.n, start_seed=args.seed, detail=detail,
+                                              image_size=args.image_size)]
+    if args.action == "preview":
+        out = jsonl.contact_sheet(samples, args.out or "preview.png")
+        print(f"wrote {out} ({len(samples)} samples)")
+    else:
+        out = jsonl.write_jsonl(samples, Path(args.out or "samples") / "samples.jsonl")
+        print(f"wrote {out} and {len(samples)} images")
+    return EXIT_OK
+
+@subcommand(
+    "pretrain", "pretrain a miniature foundation part: the LLM, SigLIP or SAM (Lightning run, resumable)",
+    example="dsvl-lab pretrain lm --preset dsvl-tiny-hybrid --out runs/lm-tiny\n"
+            "dsvl-lab pretrain siglip --preset dsvl-tiny-hybrid --out runs/siglip-tiny --ship\n"
+            "dsvl-lab pretrain sam --preset dsvl-tiny-hybrid --out runs/sam-tiny --smoke",
+    details="lm: next-token pretraining on the corpus' train split plus task texts.\n"
+            "siglip: SigLIP's sigmoid loss on low-res image/caption pairs (the text tower is thrown away).\n"
+            "sam: dense per-pixel texture labels at the high-res size (the light decoder is thrown away).\n"
+            "OUT gets <part>.safetensors (bf16), <part>.json / <part>.md (the model card), a learning curve,\n"
+            "logs/metrics.csv and checkpoints/last.ckpt; running the same command again resumes from it.\n"
+            "--ship copies the weights and card into data_samples/foundation/<size>/, where\n"
+            "dsvl_lab.foundation.from_foundation(preset) finds them.",
+    args=[
+        arg("part", choices=["lm", "siglip", "sam"], help="which foundation part to train"),
+        arg("--preset", default="dsvl-tiny-hybrid", help="a dsvl-tiny-* or dsvl-small-* preset (default dsvl-tiny-hybrid)"),
+        arg("--out", required=True, help="run folder (created; an existing run there is resumed)"),
+        arg("--smoke", action="store_true", help="a few steps on small pools: checks the command, trains nothing useful"),
+        arg("--steps", type=COUNT, default=None, help="optimizer steps (default: the recipe's)"),
+        arg("--batch-size", type=COUNT, default=None, help="batch size (default: the recipe's)"),
+        arg("--lr", type=real_number(0, low_open=True), default=None, help="peak learning rate (default: the recipe's)"),
+        arg("--seed", type=whole_number(0, 2**32 - 1), default=None,  # Lightning's seed_everything range
+            help="seed of the initialisation and batches (default 0)"),
+        arg("--ship", action="store_true", help="copy the result into data_samples/foundation/<size>/"),
+        arg("--no-progress", action="store_true", help="no progress bar (logs only)"),
+    ],
+)
+def cmd_pretrain(args) -> int:
+    from ..foundation import FOUNDATION_DIR, pretrain
+
+    overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    command = "dsvl-lab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["pretrain"] else None
+    pretrain(args.part, args.preset, args.out, smoke=args.smoke, ship_to=FOUNDATION_DIR if args.ship else None,
+                    progress=not args.no_progress, command=command,
+                    **{k: v for k, v in overrides.items() if v is not None})
+    print((Path(args.out) / f"{args.part}.md").read_text())
+    return 0
