@@ -19,12 +19,13 @@ LAB_ARGS ?=
 # Jupyter refuses to start as root unless told; containers and CI machines often run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install test test-unit test-parity test-notebooks test-ddp demo lab clean help chromium
+.PHONY: install lint test test-unit test-parity test-notebooks test-ddp demo lab clean help chromium
 
 help:
 	@echo "make test    set up .venv if needed and run the whole test suite"
 	@echo "make lab     set up .venv if needed and start JupyterLab on notebooks/"
 	@echo "make test-unit | test-parity | test-notebooks | test-ddp   one tier only"
+	@echo "make lint    ruff on the package, tests and benchmarks (make test runs it first)"
 	@echo "make demo    the three training stages on dsvl-tiny-hybrid (about 7.5 min on 2 cores), then the table"
 	@echo "make clean   remove .venv and caches"
 
@@ -54,10 +55,14 @@ chromium:
 # MARK narrows the pytest tiers by marker, e.g. `make test MARK="not foundation"`.
 MARK ?=
 AND_MARK := $(if $(MARK), and ($(MARK)),)
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(PY) -m pytest -m "not ddp$(AND_MARK)" $(PYTEST_ARGS)
 	$(NBVAL) $(NOTEBOOK_ARGS) notebooks/
 	$(PY) -m pytest -m "ddp$(AND_MARK)" $(PYTEST_ARGS)
+
+# ruff (settings in pyproject.toml): unused and undefined names, pycodestyle errors, 120 columns.
+lint: $(STAMP)
+	$(PY) -m ruff check dsvl_lab tests benchmarks
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m "not parity and not ddp" $(PYTEST_ARGS)

@@ -178,7 +178,8 @@ def parse_args(argv):
     parser.add_argument("--preset", default="dsvl-tiny-hybrid", help="model of the speed ratios (default %(default)s)")
     parser.add_argument("--real-size", default="dsvl-1.3b", help="model of the memory check (default %(default)s)")
     parser.add_argument("--text-tokens", type=int, default=24, help="prompt tokens besides the image (default 24)")
-    parser.add_argument("--pairs", type=int, default=None, help="A/B call pairs per check (default 200, 30 with --quick)")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="A/B call pairs per check (default 200, 30 with --quick)")
     parser.add_argument("--quick", action="store_true", help="short timing")
     parser.add_argument("--skip-real-size", action="store_true", help="only the speed ratios")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -205,7 +206,8 @@ def main(argv=None) -> int:
               "results": results, "real_size": real}
     path = write_json_atomic(RESULTS / f"{args.name}.json", report)
     print(f"\nwrote {path}")
-    failed = [r["check"] for r in results if r["passed"] is False] + (["(b) real size"] if real and not real["passed"] else [])
+    failed = ([r["check"] for r in results if r["passed"] is False]
+              + (["(b) real size"] if real and not real["passed"] else []))
     if failed:
         print(f"FAILED targets: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -77,8 +77,8 @@ def main() -> None:
     for row in rows:
         row["ratio_to_first"] = round(row["steps_per_s"] / reference, 3)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"cores": cores, "preset": args.preset, "precision": args.precision, "stage": "stage3_sft",
-                                          "steps": args.steps, "rows": rows}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"cores": cores, "preset": args.preset, "precision": args.precision,
+                                          "stage": "stage3_sft", "steps": args.steps, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

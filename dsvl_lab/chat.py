@@ -259,7 +259,8 @@ def check_room(prompt_length: int, max_new_tokens: int, model) -> None:
 
 # ============================================================================ a conversation
 def repl(model, processor: DSVLProcessor, image=None, first_prompt: str | None = None,
-         read: Callable[[str], str] | None = None, write: Callable[[str], None] | None = None, **generation) -> list[dict]:
+         read: Callable[[str], str] | None = None, write: Callable[[str], None] | None = None,
+         **generation) -> list[dict]:
     """Read prompts until end of input (Ctrl-D) or "exit"; each answer continues the conversation.
 
     The image goes with the first turn, as in the original CLI. A turn that fails (e.g. the

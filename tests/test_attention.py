@@ -179,7 +179,8 @@ def test_windowed_attention_is_zero_outside_the_patch_window(trace):
         row, col = divmod(patch, grid)
         attention = trace.patch_map("sam.0", 0, patch)  # [G, G]
         same_window = torch.zeros(grid, grid, dtype=torch.bool)
-        same_window[row // window * window:(row // window + 1) * window, col // window * window:(col // window + 1) * window] = True
+        same_window[row // window * window:(row // window + 1) * window,
+                    col // window * window:(col // window + 1) * window] = True
         assert attention[~same_window].abs().max() == 0
         assert attention[same_window].min() > 0
         padded = (row // window + 1) * window > grid or (col // window + 1) * window > grid
@@ -325,7 +326,8 @@ def test_explorer_traces_a_model(micro):
 def test_trace_command_writes_a_loadable_file(tmp_path, capsys):
     out = tmp_path / "micro.safetensors"
     assert main(["trace", "--preset", "dsvl-micro-hybrid", "--family", "ocr", "--components", "llm,sam",
-                 "--layers", "sam:1,llm:-1", "--heads", "0,1", "--out", str(out), "--html", str(tmp_path / "m.html")]) == 0
+                 "--layers", "sam:1,llm:-1", "--heads", "0,1", "--out", str(out),
+                 "--html", str(tmp_path / "m.html")]) == 0
     loaded = AttentionTrace.load(out)
     assert loaded.layers() == ["llm.1", "sam.1"] and loaded.heads["llm.1"] == [0, 1]
     assert loaded.meta["family"] == "ocr" and "random weights" in loaded.meta["source"]

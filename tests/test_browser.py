@@ -79,7 +79,8 @@ def start_lab(folder: Path, port: int, token: str) -> subprocess.Popen:
                "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:
         command.append("--allow-root")  # Jupyter refuses to run as root without it (containers, CI)
-    return subprocess.Popen(command, env=env, cwd=folder, stdout=open(folder / "lab.log", "w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, env=env, cwd=folder, stdout=open(folder / "lab.log", "w"),
+                            stderr=subprocess.STDOUT)
 
 
 def wait_for_lab(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
@@ -108,7 +109,8 @@ def wait_for_kernel(base: str, token: str, page, timeout: float = 90) -> None:
     else:
         pytest.fail(f"the notebook's kernel did not start within {timeout:.0f} s")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.jp-Notebook-ExecutionIndicator')].some(e => e.dataset.status === 'idle')",
+        "() => [...document.querySelectorAll('.jp-Notebook-ExecutionIndicator')]"
+        ".some(e => e.dataset.status === 'idle')",
         timeout=timeout * 1000)
 
 

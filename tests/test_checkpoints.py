@@ -79,6 +79,7 @@ def test_original_format_loads_drops_unused_tensors_and_matches(tmp_path, capsys
 
 
 def test_original_key_names_follow_the_facts_sheet():
+    """The facts sheet is docs/deepseek_vl_facts.md; the original checkpoint's keys are its section 3.1."""
     with torch.device("meta"):
         keys = convert.our_state_to_original(DSVLModel.from_name("dsvl-7b").state_dict(),
                                              DSVLConfig.from_name("dsvl-7b"))
@@ -94,7 +95,7 @@ def test_original_key_names_follow_the_facts_sheet():
     assert "vision_model.vision_tower.pos_embed" in keys_13 and "aligner.layers.2.weight" in keys_13
 
 
-# An original config.json in the release's shape (fields from the facts sheet; not the verbatim file).
+# An original config.json in the release's shape (fields from docs/deepseek_vl_facts.md; not the verbatim file).
 HYBRID_7B = {
     "model_type": "multi_modality",
     "aligner_config": {"cls": "MlpProjector", "params": {

@@ -80,9 +80,9 @@ def fit(dm, tmp_path, max_steps, ckpt_path=None, every=None, logger=False):
     if every:
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=every,
                                                              save_top_k=-1, filename="{step}"))
-    trainer = L.Trainer(max_steps=max_steps, logger=logger, log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, callbacks=callbacks, accelerator="cpu", default_root_dir=tmp_path,
-                        enable_checkpointing=bool(every))
+    trainer = L.Trainer(max_steps=max_steps, logger=logger, log_every_n_steps=1, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, callbacks=callbacks, accelerator="cpu",
+                        default_root_dir=tmp_path, enable_checkpointing=bool(every))
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return model.seen
 

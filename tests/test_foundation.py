@@ -79,7 +79,8 @@ def test_dense_decoder_puts_each_token_on_its_own_cells():
 
 def test_sigmoid_loss_matches_its_formula_and_prefers_matched_pairs():
     module = siglip.SigLIPPretraining({"image_size": 32, "patch_size": 8, "width": 32, "depth": 1, "num_heads": 2,
-                                       "mlp_dim": 64}, 4096, dataclasses.asdict(recipe_for("siglip", "tiny", smoke=True)))
+                                       "mlp_dim": 64}, 4096,
+                                      dataclasses.asdict(recipe_for("siglip", "tiny", smoke=True)))
     images = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
     texts = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
     t, b = module.log_temperature.exp(), module.bias
@@ -96,8 +97,10 @@ def test_text_views_quote_what_is_written_and_equal_captions_are_positives():
     # A chart has nothing quoted: its view is the leading series, and every chart kind has one.
     assert siglip.text_view("A bar chart of sales with three bars (A, B, C); the yellow bar (B) is the tallest at 9.") \
         == "Tallest bar: yellow"
-    assert siglip.text_view("A line chart ...; the red line ends highest and the blue line goes down.") == "Highest line: red"
-    assert siglip.text_view("A pie chart of orders with four slices; the blue slice is the largest.") == "Largest slice: blue"
+    assert siglip.text_view("A line chart ...; the red line ends highest and the blue line goes down.") \
+        == "Highest line: red"
+    assert siglip.text_view("A pie chart of orders with four slices; the blue slice is the largest.") \
+        == "Largest slice: blue"
     charts = [generate_sample("chart", seed, "coarse", 64).caption for seed in range(12)]
     assert all(siglip.chart_view(caption) for caption in charts)
     captions = ['The word "cat" in red.', "A pie chart."] * 50
@@ -107,7 +110,8 @@ def test_text_views_quote_what_is_written_and_equal_captions_are_positives():
     assert siglip.caption_views(captions, share=0.0, seed=0) == captions
 
     module = siglip.SigLIPPretraining({"image_size": 32, "patch_size": 8, "width": 32, "depth": 1, "num_heads": 2,
-                                       "mlp_dim": 64}, 4096, dataclasses.asdict(recipe_for("siglip", "tiny", smoke=True)))
+                                       "mlp_dim": 64}, 4096,
+                                      dataclasses.asdict(recipe_for("siglip", "tiny", smoke=True)))
     images = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     texts = images[[0, 0, 2, 3]]  # images 0 and 1 share caption 0
     same = torch.eye(4, dtype=torch.bool)
@@ -267,7 +271,8 @@ def test_shipped_language_model_beats_unigram_3x_and_cloze_chance_by_20_points(s
 
     figures = lm.evaluate(model.language_model.eval(), DSVLProcessor.from_config(model.config))
     print(f"{size} LM: perplexity {figures['perplexity']:.1f} vs unigram {figures['unigram_perplexity']:.1f} "
-          f"({figures['unigram_ratio']:.2f}x); cloze {figures['cloze_accuracy']:.3f} vs chance {figures['cloze_chance']}")
+          f"({figures['unigram_ratio']:.2f}x); cloze {figures['cloze_accuracy']:.3f} "
+          f"vs chance {figures['cloze_chance']}")
     assert figures["perplexity"] == pytest.approx(_card(size, "lm")["figures"]["perplexity"], rel=1e-3)
     assert figures["unigram_ratio"] >= 3.0
     assert figures["cloze_points_above_chance"] >= 20.0

@@ -178,7 +178,8 @@ def test_bad_json_is_refused_cleanly(tmp_path, sample_file, line, key, reason):
 
 def test_skip_never_aborts_and_counts_reasons(tmp_path, sample_file, capsys):
     record = good_record(sample_file)
-    bad = [json.dumps(mutation(record)).encode() for mutation, _, _ in TYPE_ERRORS] + [line for line, _, _ in RAW_ERRORS]
+    bad = ([json.dumps(mutation(record)).encode() for mutation, _, _ in TYPE_ERRORS]
+           + [line for line, _, _ in RAW_ERRORS])
     lines = sample_file[0].read_bytes().splitlines()
     target = sample_file[0].parent / "many.jsonl"
     target.write_bytes(b"\n".join(bad + lines + bad) + b"\n")
@@ -389,7 +390,8 @@ def fuzz_line(rng: random.Random, record: dict, line: bytes) -> bytes:
         elif kind == 6:  # deep nesting, as the whole line or as a value
             depth = rng.choice([17, 50, 1500, 50_000])
             nested = b"[" * depth + b"]" * depth
-            line = nested if rng.random() < 0.3 else line.replace(b'"caption": ', b'"caption": ' + nested + b", \"c\": ", 1)
+            line = (nested if rng.random() < 0.3
+                    else line.replace(b'"caption": ', b'"caption": ' + nested + b", \"c\": ", 1))
         else:  # wrong unicode: lone surrogates, invalid UTF-8 sequences
             line = line.replace(b'"caption": "', b'"caption": "' + rng.choice([b"\\ud800", b"\xed\xa0\x80", b"\xff",
                                                                                b"\xc3"]), 1)

@@ -49,6 +49,7 @@ def test_small_is_two_to_four_times_tiny(encoder):
 
 
 def test_release_sam_shapes_follow_the_facts_sheet():
+    """The facts sheet is docs/deepseek_vl_facts.md; the SAM-B tower's shapes are its section 2.4."""
     with torch.device("meta"):
         sam = DSVLModel.from_name("dsvl-7b").vision_model.high
     globals_ = [i for i, block in enumerate(sam.blocks) if block.is_global]
@@ -217,7 +218,7 @@ def test_recording_only_the_layers_asked_for_and_off_is_bit_identical():
         name = "language_model.model.layers.1.self_attn"
         model.record_attention([name])
         model(**batch)
-        recorded = {n: l.attention_weights is not None for n, l in model.attention_layers().items()}
+        recorded = {n: layer.attention_weights is not None for n, layer in model.attention_layers().items()}
         model.record_attention(on=False)
         after = model(**batch).logits
     assert [n for n, r in recorded.items() if r] == [name]

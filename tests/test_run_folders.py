@@ -46,7 +46,8 @@ def hold_in_another_process(folder: Path) -> subprocess.Popen:
 
 def fit_args(out: Path, *extra: str) -> list[str]:
     return ["fit", "--config", str(CONFIGS / "model" / f"{PRESET}.yaml"),
-            "--config", str(CONFIGS / "stage" / "stage1_adaptor.yaml"), "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+            "--config", str(CONFIGS / "stage" / "stage1_adaptor.yaml"),
+            "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
             "--model.stage.starts_from=random", "--model.stage.steps=2", "--model.stage.data.batch_size=2",
             "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar=false", "--eval_samples=1", *extra]
 
@@ -171,7 +172,7 @@ def test_a_damaged_checkpoint_is_named_before_training_with_what_to_delete(tmp_p
         data[middle:middle + 64] = bytes(64)  # zeros inside a tensor's bytes: only the CRC can tell
     last.write_bytes(bytes(data))
     started = time.perf_counter()
-    with pytest.raises(RunFolderError, match=rf"damaged|cannot be read") as refused:
+    with pytest.raises(RunFolderError, match=r"damaged|cannot be read") as refused:
         run_stage(PRESET, micro_stage(), tmp_path / "run", checkpoint_every=2, **STAGE_OPTIONS)
     assert f"rm {last}" in str(refused.value) and len(str(refused.value).splitlines()) == 1
     assert time.perf_counter() - started < 5  # before the model, the data or the trainer is built

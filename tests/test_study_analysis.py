@@ -1,5 +1,6 @@
 """Study analyses beyond arm-vs-baseline: curve measures (an early peak), trends across arms (Spearman),
-fractions of a gain above chance, and the stage field that draws the language curve (StageSpec.language_every); each language study in smoke mode."""
+fractions of a gain above chance, and the stage field that draws the language curve (StageSpec.language_every);
+each language study in smoke mode."""
 from __future__ import annotations
 
 import math
@@ -26,7 +27,8 @@ def study(**changes) -> dict:
 
 
 def result(arm: str, seed: int, perplexity: float, accuracy: float, curve: list | None = None) -> dict:
-    return {"arm": arm, "seed": seed, "stages": {"stage2_joint": {"seconds": 1.0, "curves": {"val/text_perplexity": curve or []}}},
+    return {"arm": arm, "seed": seed,
+            "stages": {"stage2_joint": {"seconds": 1.0, "curves": {"val/text_perplexity": curve or []}}},
             "metrics": {"stage2_joint": {"text_perplexity": perplexity, "mean/fine": accuracy, "chart/fine": accuracy,
                                          "chart/fine/chance": 0.25}}}
 
@@ -106,14 +108,16 @@ def test_a_claim_against_another_arm_pairs_the_seeds_of_those_two_arms():
     text = results_md(spec, results, summary_rows(spec, results), [], "cmd")
     claims_table = text.split("## Claims")[1].split("\n## ")[0]
     # all_text - all_image = -40, -34, -43 each seed: supported; all_text - mixed = +1 each seed: refuted.
-    assert "| all_text less than all_image on text_perplexity (all_text - all_image, not the baseline) | -39.000 [" in claims_table
+    assert ("| all_text less than all_image on text_perplexity (all_text - all_image, not the baseline) | -39.000 ["
+            in claims_table)
     assert "| all_text less than mixed on text_perplexity | 1.000 [1.000, 1.000] | refuted |" in claims_table
     assert claims_table.count("| supported |") == 1
 
 
 def test_rise_is_the_peak_above_the_start_and_throughput_reads_the_stage_cost():
     run = result("a", 0, 1.0, 0.5, curve=[[0, 130.0], [10, 150.0], [20, 140.0], [100, 170.0]])
-    assert measure_value(run, Measure("spike", "stage2_joint:val/text_perplexity", "rise", (1, 50))) == pytest.approx(20.0)
+    assert measure_value(run, Measure("spike", "stage2_joint:val/text_perplexity", "rise", (1, 50))) \
+        == pytest.approx(20.0)
     run["stages"]["stage2_joint"].update(samples=3200, seconds=160.0)
     assert measure_value(run, Measure("speed", "stage2_joint:samples/s", "throughput")) == pytest.approx(20.0)
 

@@ -242,7 +242,8 @@ def test_handoff_refuses_a_missing_stage(stage_outputs, tmp_path):
 
 def test_handoff_refuses_another_preset(stage_outputs):
     spec = micro_stage("stage3_sft").replace(starts_from="stage2_joint")
-    with pytest.raises(HandoffError, match="trained with preset dsvl-micro-siglip, but this run uses dsvl-micro-hybrid"):
+    with pytest.raises(HandoffError,
+                       match="trained with preset dsvl-micro-siglip, but this run uses dsvl-micro-hybrid"):
         DSVLLitModule(PRESET, spec, start=str(stage_outputs[("dsvl-micro-siglip", "stage2_joint")]))
 
 
@@ -369,7 +370,8 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     command = shutil.which("dsvl-lab", path=str(Path(sys.executable).parent)) or "dsvl-lab"
     out = tmp_path / "ddp"
     args = [command, "fit", "--config", str(CONFIGS / "model" / f"{PRESET}.yaml"),
-            "--config", str(CONFIGS / "stage" / "stage2_joint.yaml"), "--config", str(CONFIGS / "trainer" / "ddp-cpu.yaml"),
+            "--config", str(CONFIGS / "stage" / "stage2_joint.yaml"),
+            "--config", str(CONFIGS / "trainer" / "ddp-cpu.yaml"),
             "--model.stage.starts_from=random", "--model.stage.steps=3", "--model.stage.data.batch_size=2",
             "--model.stage.data.warmup_steps=0", "--trainer.default_root_dir", str(out),
             "--trainer.enable_progress_bar=false", "--eval_samples=1", "--checkpoint_every=3"]

@@ -26,7 +26,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_write, write_text_atomic
+from ..atomic import write_text_atomic
+from ..data.tasks import FAMILIES
+from .plots import arm_setting, curve_plots, interval_plots, trend_plots
 from .runner import RESULT, plan_sweep, read_json
 from .spec import Claim, Fraction, Measure, SweepSpec, Trend
 
@@ -190,8 +192,6 @@ def first_index(results: list[dict], stage: str) -> int:
 
 def metric_order(metric: str) -> tuple:
     """Coarse before fine, families in their order, means after them, language metrics last."""
-    from ..data.tasks import FAMILIES
-
     family, _, detail = metric.partition("/")
     if family in FAMILIES or family == "mean":
         rank = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
@@ -267,7 +267,8 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
     if spec.claims:
         lines += ["## Claims", "", "| claim | arm - baseline (paired, 95% CI) | verdict |", "|---|---|---|"]
         for claim, diff, word in claim_verdicts(spec, rows):
-            what = claim.text or f"{claim.arm} {claim.direction} than {claim.against or spec.baseline} on {claim.metric}"
+            what = claim.text or (f"{claim.arm} {claim.direction} than {claim.against or spec.baseline} "
+                                  f"on {claim.metric}")
             cell = mean_ci(diff.mean, diff.low, diff.high) if diff else "-"
             margin = f" (margin {claim.margin:g})" if claim.margin else ""
             against = f" ({claim.arm} - {claim.against}, not the baseline)" if claim.against else ""
@@ -278,7 +279,8 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
         lines += [f"## After {stage}: mean [95% CI] per arm", "",
                   "| metric | chance | " + " | ".join(arms) + " |", "|---|---|" + "---|" * len(arms)]
         for metric in dict.fromkeys(r["metric"] for r in stage_rows):
-            cells = {r["arm"]: mean_ci(r["mean"], r["ci_low"], r["ci_high"]) for r in stage_rows if r["metric"] == metric}
+            cells = {r["arm"]: mean_ci(r["mean"], r["ci_low"], r["ci_high"])
+                     for r in stage_rows if r["metric"] == metric}
             lines.append(f"| {metric} | {fmt(levels.get((stage, metric)), 2)} | "
                          + " | ".join(cells.get(a, "-") for a in arms) + " |")
         lines += ["", f"Paired differences against the baseline `{spec.baseline}` (arm - baseline, same seed): "
@@ -296,11 +298,6 @@ def results_md(spec: SweepSpec, results: list[dict], rows: list[dict], missing: 
 
 
 # ============================================================================ trends and fractions
-def arm_setting(spec: SweepSpec, arm: str, key: str) -> float:
-    """The value an arm gives an override key (the arm's own, else the base's)."""
-    return float(spec.arm_value(arm, key))
-
-
 def spearman(xs: list[float], ys: list[float]) -> float:
     from scipy import stats
 
@@ -347,7 +344,8 @@ def trend_section(spec: SweepSpec, results: list[dict], rows: list[dict]) -> lis
                   f"| {trend.x.rsplit('.', 1)[-1]} | arm | {trend.metric} mean [95% CI] |", "|---|---|---|"]
         for arm in found["arms"]:
             row = found["means"][arm]
-            lines.append(f"| {arm_setting(spec, arm, trend.x):g} | {arm} | {mean_ci(row['mean'], row['ci_low'], row['ci_high'])} |")
+            lines.append(f"| {arm_setting(spec, arm, trend.x):g} | {arm} | "
+                         f"{mean_ci(row['mean'], row['ci_low'], row['ci_high'])} |")
         seeds = found["seeds"]
         lines += ["", f"rho of the means {fmt(found['rho'])}; per seed {mean_ci(seeds.mean, seeds.low, seeds.high)} "
                       f"(n={seeds.n}): **{found['verdict']}**", ""]
@@ -418,20 +416,8 @@ def aggregate(root: str | Path, into: str | Path | None = None, command: str | N
     command = command or f"dsvl-lab aggregate {root}" + (f" --into {into}" if into != root else "")
     written = [write_text_atomic(into / "results.csv", results_csv(rows)),
                write_text_atomic(into / "results.md", results_md(spec, results, rows, missing, command))]
-    from .plots import curve_plots, interval_plots, trend_plots
-
     chance = chance_levels(results)
     written += interval_plots(spec, rows, chance, into)
     written += curve_plots(spec, results, into)
     written += trend_plots(spec, rows, chance, into)
     return {"results": len(results), "missing": missing, "written": [str(p) for p in written]}
-
-
-def save_figure(figure, path: Path) -> Path:
-    """PNG without a timestamp or software version, so the same data gives the same bytes."""
-    import matplotlib.pyplot as plt
-
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight",
-                                                  metadata={"Software": None}))
-    plt.close(figure)
-    return path

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.stage_data import world_image_size
+from ..inspection.images import high_res_view, low_res_view
+from ..metrics.vl_eval import eval_set, option_choices
+from ..processor import DSVLProcessor
+
 
 @dataclass
 class Contrast:
@@ -24,10 +29,6 @@ def contrast_examples(models: dict, wrong: str, right: str, family: str, detail:
                       first: int = 0, prompt_format: str = "chat") -> list[Contrast]:
     """Held-out questions (the sweep's evaluation set for seed 0 when ``first=0``) that ``wrong`` misses
     and ``right`` answers; each model picks its option by answer loss, as in the study."""
-    from ..data.stage_data import world_image_size
-    from ..metrics.vl_eval import eval_set, option_choices
-    from ..processor import DSVLProcessor
-
     size = world_image_size(models[right].config)
     samples = eval_set(family, detail, n, size, first)
     choices = {}
@@ -46,8 +47,6 @@ def contrast_examples(models: dict, wrong: str, right: str, family: str, detail:
 def plot_contrast(examples: list[Contrast], low_size: int, panel: float = 2.4):
     """Per example: the high-res image (what SAM sees) above the low-res view (what SigLIP sees)."""
     import matplotlib.pyplot as plt
-
-    from ..inspection.data_views import high_res_view, low_res_view
 
     figure, axes = plt.subplots(2, max(1, len(examples)), figsize=(panel * max(1, len(examples)), 2 * panel + 0.9),
                                 squeeze=False)

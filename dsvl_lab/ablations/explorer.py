@@ -93,7 +93,8 @@ class SweepExplorer(StaticPicture, widgets.VBox):
         stage_rows = [r for r in self.rows if r["stage"] == self.stage.value]
         detail = self.detail.value
         metrics = list(dict.fromkeys(r["metric"] for r in stage_rows if
-                                     (self.is_other(r["metric"]) if detail == "other" else r["metric"].endswith("/" + detail))))
+                                     (self.is_other(r["metric"]) if detail == "other"
+                                      else r["metric"].endswith("/" + detail))))
         if all_families or self.family.value in (ALL, "all metrics", None):
             return metrics
         if detail == "other":

@@ -11,6 +11,8 @@ import math
 import re
 from pathlib import Path
 
+from ..atomic import atomic_write
+
 ARM_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
 
 
@@ -84,8 +86,6 @@ def interval_figure(rows: list[dict], stage: str, arms: list[str], chance: dict 
 
 
 def interval_plots(spec, rows: list[dict], chance: dict, into: Path) -> list[Path]:
-    from .aggregate import save_figure
-
     paths = []
     for stage in dict.fromkeys(r["stage"] for r in rows):
         stage_chance = {metric: level for (s, metric), level in chance.items() if s == stage}
@@ -100,12 +100,11 @@ def curve_plots(spec, results: list[dict], into: Path, smooth: int = 5) -> list[
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .aggregate import save_figure
-
     paths = []
     for entry in spec.curves:
         stage, _, metric = entry.partition(":")
-        window = 1 if metric.startswith(("val/", "lang/")) else smooth  # held-out points are few and exact: not smoothed
+        # held-out points are few and exact: not smoothed
+        window = 1 if metric.startswith(("val/", "lang/")) else smooth
         figure, ax = plt.subplots(figsize=(5.5, 3.4))
         for a, arm in enumerate(spec.arms):
             series = [dict(map(tuple, r["stages"][stage]["curves"].get(metric, [])))
@@ -149,7 +148,8 @@ def moving_average(values, window: int):
     return out
 
 
-def trend_figure(points: list[tuple[float, dict]], x_label: str, metric: str, title: str = "", chance: float | None = None):
+def trend_figure(points: list[tuple[float, dict]], x_label: str, metric: str, title: str = "",
+                 chance: float | None = None):
     """One metric against an arm setting: every seed a dot, the arm's mean with its 95% interval, means joined.
 
     ``points``: (x, row) per arm, ``row`` as in ``results.csv`` (mean, ci_low, ci_high, values).
@@ -177,8 +177,6 @@ def trend_figure(points: list[tuple[float, dict]], x_label: str, metric: str, ti
 
 def trend_plots(spec, rows: list[dict], chance: dict, into: Path) -> list[Path]:
     """``trend-<metric>.png`` per ``trends`` entry: the metric of each arm against the arm's setting."""
-    from .aggregate import arm_setting, save_figure
-
     paths = []
     for trend in spec.trends:
         found = [r for r in rows if r["metric"] == trend.metric and (not trend.stage or r["stage"] == trend.stage)]
@@ -191,6 +189,25 @@ def trend_plots(spec, rows: list[dict], chance: dict, into: Path) -> list[Path]:
                               f"{name} (seeds, mean, 95% CI)", chance.get((stage, trend.metric)))
         paths.append(save_figure(figure, into / f"trend-{slug(trend.metric)}.png"))
     return paths
+
+
+def arm_setting(spec, arm: str, key: str) -> float:
+    """The value an arm gives an override key (the arm's own, else the base's): a trend's x position.
+
+    Here rather than in ``aggregate`` because both need it and ``aggregate`` imports this module:
+    the figures sit below the tables, so the tables' module is free to import them and not the reverse.
+    """
+    return float(spec.arm_value(arm, key))
+
+
+def save_figure(figure, path: Path) -> Path:
+    """PNG without a timestamp or software version, so the same data gives the same bytes."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight",
+                                                  metadata={"Software": None}))
+    plt.close(figure)
+    return path
 
 
 def slug(metric: str) -> str:

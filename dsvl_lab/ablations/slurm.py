@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .runner import Chain, SweepPlan, execute_chain, fail_downstream
+# The runner's submodules, not the package: the package's sweep.py imports this module, and
+# importing ``.runner`` itself from here would close that loop.
+from .runner.local import fail_downstream
+from .runner.plan import Chain, SweepPlan
+from .runner.worker import execute_chain
 
 CLUSTERS = {"slurm": "slurm", "submitit-local": "local", "submitit-debug": "debug"}
 SETTINGS = ("partition", "time_min", "gpus_per_run", "cpus_per_run", "array_parallelism", "mem_gb")

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, SystemExit) as error:
         if not stopped_by_ctrl_c(error):
             raise
-        print(f"dsvl-lab {args.command}: stopped by Ctrl-C. {what_was_kept(getattr(args, 'out', None))}", file=sys.stderr)
+        print(f"dsvl-lab {args.command}: stopped by Ctrl-C. {what_was_kept(getattr(args, 'out', None))}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
         if not is_user_error(error) or os.environ.get("DSVL_LAB_DEBUG"):

@@ -38,7 +38,8 @@ from .common import COUNT, DTYPES, EXIT_OK, CLIError, arg, real_number, subcomma
         arg("--top-p", type=real_number(0, 1, low_open=True), default=1.0,
             help="nucleus sampling: keep the top tokens up to this mass, in (0, 1] (default 1: all)"),
         arg("--top-k", type=whole_number(0), default=0, help="sample among the k most likely tokens (0 = all)"),
-        arg("--seed", type=whole_number(0, 2**63 - 1), default=None, help="seed of the sampling, for repeatable answers"),
+        arg("--seed", type=whole_number(0, 2**63 - 1), default=None,
+            help="seed of the sampling, for repeatable answers"),
     ],
 )
 def cmd_chat(args) -> int:

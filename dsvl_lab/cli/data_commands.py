@@ -84,12 +84,15 @@ def cmd_data(args) -> int:
             "dsvl_lab.foundation.from_foundation(preset) finds them.",
     args=[
         arg("part", choices=["lm", "siglip", "sam"], help="which foundation part to train"),
-        arg("--preset", default="dsvl-tiny-hybrid", help="a dsvl-tiny-* or dsvl-small-* preset (default dsvl-tiny-hybrid)"),
+        arg("--preset", default="dsvl-tiny-hybrid",
+            help="a dsvl-tiny-* or dsvl-small-* preset (default dsvl-tiny-hybrid)"),
         arg("--out", required=True, help="run folder (created; an existing run there is resumed)"),
-        arg("--smoke", action="store_true", help="a few steps on small pools: checks the command, trains nothing useful"),
+        arg("--smoke", action="store_true",
+            help="a few steps on small pools: checks the command, trains nothing useful"),
         arg("--steps", type=COUNT, default=None, help="optimizer steps (default: the recipe's)"),
         arg("--batch-size", type=COUNT, default=None, help="batch size (default: the recipe's)"),
-        arg("--lr", type=real_number(0, low_open=True), default=None, help="peak learning rate (default: the recipe's)"),
+        arg("--lr", type=real_number(0, low_open=True), default=None,
+            help="peak learning rate (default: the recipe's)"),
         arg("--seed", type=whole_number(0, 2**32 - 1), default=None,  # Lightning's seed_everything range
             help="seed of the initialisation and batches (default 0)"),
         arg("--ship", action="store_true", help="copy the result into data_samples/foundation/<size>/"),

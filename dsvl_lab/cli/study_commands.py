@@ -29,7 +29,8 @@ from .common import COUNT, EXIT_INTERRUPTED, EXIT_OK, CLIError, arg, subcommand,
         arg("--jobs", type=COUNT, default=None,
             help="local processes at once, torch threads split between them (default: one per core, measured fastest)"),
         arg("--dry-run", action="store_true", help="list every run, what is done and what is shared; run nothing"),
-        arg("--seeds", type=whole_number(0), nargs="+", default=None, help="only these of the study's seeds (default: all)"),
+        arg("--seeds", type=whole_number(0), nargs="+", default=None,
+            help="only these of the study's seeds (default: all)"),
         arg("--reuse-from", default=None,
             help="another study's run folder: its stage trainings identical to this study's are copied, not rerun"),
         arg("--executor", default="local", choices=["local", "slurm", "submitit-local", "submitit-debug"],
@@ -59,7 +60,8 @@ def cmd_sweep(args) -> int:
     except KeyboardInterrupt:  # the runner has said what was kept and how to go on
         return EXIT_INTERRUPTED
     failed = [name for name, status in plan.status().items() if status != "done"]
-    print(f"next: dsvl-lab aggregate {plan.root}" + (f" --into {Path(args.sweep_yaml).parent}" if not args.smoke else ""))
+    print(f"next: dsvl-lab aggregate {plan.root}"
+          + (f" --into {Path(args.sweep_yaml).parent}" if not args.smoke else ""))
     return 1 if failed else EXIT_OK
 
 

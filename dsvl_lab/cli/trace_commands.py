@@ -53,7 +53,8 @@ def trace_source_model(args):
     example="dsvl-lab trace --preset dsvl-tiny-hybrid --foundation --family chart --out chart.safetensors\n"
             "dsvl-lab trace --model runs/demo/stage3_sft --family ocr --components llm,sam --layers sam:1,llm:-1 "
             "--out ocr.safetensors --html ocr.html\n"
-            "dsvl-lab trace --preset dsvl-micro-hybrid --family scene --heads 0 --answer generate --out micro.safetensors",
+            "dsvl-lab trace --preset dsvl-micro-hybrid --family scene --heads 0 --answer generate "
+            "--out micro.safetensors",
     details="The model sees one held-out task sample (--family, --detail, --seed) with its signature question\n"
             "(or --prompt) and, by default, the reference answer (teacher forcing, so traces of different\n"
             "models line up token for token); --answer generate traces the model's own greedy answer.\n"
@@ -66,14 +67,16 @@ def trace_source_model(args):
         arg("--foundation", action="store_true", help="with --preset: the shipped foundation LLM, SigLIP and SAM"),
         arg("--family", default="chart", help="task family: chart, ocr, doc, screen, scene (default chart)"),
         arg("--detail", choices=["coarse", "fine"], default="fine", help="detail level (default fine)"),
-        arg("--seed", type=whole_number(0), default=None, help="sample seed (default: the first held-out evaluation seed)"),
+        arg("--seed", type=whole_number(0), default=None,
+            help="sample seed (default: the first held-out evaluation seed)"),
         arg("--prompt", default=None, help="the question (default: the sample's signature question)"),
         arg("--answer", default="reference",
             help="'reference' (the sample's answer, default), 'generate' (the model's own) or any text"),
         arg("--components", default=None, help="comma list of llm, siglip, sam (default: all the model has)"),
         arg("--layers", default=None, help="'0,3', '-1' (every component) or 'sam:1,llm:-1' (default: all layers)"),
         arg("--heads", default=None, help="comma list of head indexes to keep (default: all)"),
-        arg("--budget-gb", type=real_number(0, low_open=True), default=2.0, help="refuse captures needing more memory (default 2)"),
+        arg("--budget-gb", type=real_number(0, low_open=True), default=2.0,
+            help="refuse captures needing more memory (default 2)"),
         arg("--label", default=None, help="a name shown in the explorer (default: the model)"),
         arg("--out", required=True, help="the trace file to write (.safetensors)"),
         arg("--html", default=None, help="also write a self-contained HTML page with the figures"),

@@ -15,7 +15,8 @@ from .common import (COMMANDS, COUNT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Com
 
 
 # ============================================================================ fit (one stage, LightningCLI)
-FIT_EXAMPLE = ("dsvl-lab fit --config configs/model/dsvl-tiny-hybrid.yaml --config configs/stage/stage1_adaptor.yaml \\\n"
+FIT_EXAMPLE = ("dsvl-lab fit --config configs/model/dsvl-tiny-hybrid.yaml "
+               "--config configs/stage/stage1_adaptor.yaml \\\n"
                "    --config configs/trainer/cpu.yaml --trainer.default_root_dir runs/fit-stage1\n"
                "dsvl-lab fit --config configs/model/dsvl-tiny-hybrid.yaml --config configs/stage/stage2_joint.yaml \\\n"
                "    --config configs/data/no-warmup.yaml --config configs/trainer/cpu.yaml \\\n"

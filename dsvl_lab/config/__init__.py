@@ -3,7 +3,7 @@
 Sizes and encoder choice are separate axes: every size (micro, tiny, small, 1.3b, 7b) can be built
 with the SigLIP tower alone (``-siglip``), the SAM tower alone (``-sam``) or both (``-hybrid``).
 The released models are ``dsvl-1.3b`` (SigLIP only) and ``dsvl-7b`` (hybrid); the shapes come from
-``shared/design/deepseek_vl_facts.md`` sections 2.2-2.5.
+``docs/deepseek_vl_facts.md`` sections 2.2-2.5.
 
     >>> from dsvl_lab.config import DSVLConfig
     >>> cfg = DSVLConfig.from_name("dsvl-tiny-hybrid")

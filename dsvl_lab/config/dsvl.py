@@ -48,7 +48,7 @@ class DSVLConfig:
     bos_token_id: int = 100000
     eos_token_id: int = 100001
     pad_token_id: int = 100001  # the original pads with EOS when the tokenizer has no pad token
-    image_token_id: int = 100015  # UNVERIFIED in the facts sheet (inferred from HF default)
+    image_token_id: int = 100015  # UNVERIFIED in docs/deepseek_vl_facts.md 2.7 (inferred from HF default)
     max_image_pixels: int = 64_000_000
     # SigLIP-only models: None (the original's SigLIP-only layout) has the processor resize straight to
     # SigLIP's input (PIL bicubic); a size here has the processor give images of that size and the model
@@ -130,8 +130,8 @@ class DSVLConfig:
                 sections[name] = None
                 continue
             if not isinstance(value, Mapping):
-                raise ConfigError(f"must be an object of {section_class.__name__} fields{' or null' if optional else ''}, "
-                                  f"got {type_name(value)}", key=name)
+                raise ConfigError(f"must be an object of {section_class.__name__} fields"
+                                  f"{' or null' if optional else ''}, got {type_name(value)}", key=name)
             check_known_keys(value, section_class, f"{name}.")
             sections[name] = section_class(**as_tuples(value, section_class))
         return cls(**sections, **as_tuples(data, cls))
@@ -205,8 +205,8 @@ def _preset_table() -> dict[str, Any]:
     for size, (siglip, sam, llm, grid, extra) in _SIZES.items():
         for encoder in ENCODERS:
             name = RELEASED_NAMES.get((size, encoder), f"dsvl-{size}-{encoder}")
-            table[name] = (lambda n=name, e=encoder, s=siglip, m=sam, l=llm, g=grid, x=extra:
-                           _assemble(n, e, s, m, l, g, **x))
+            table[name] = (lambda n=name, e=encoder, s=siglip, m=sam, lm=llm, g=grid, x=extra:
+                           _assemble(n, e, s, m, lm, g, **x))
     return table
 
 

@@ -14,7 +14,7 @@ MINI_VOCAB = 4096
 
 # size -> (SigLIP tower, SAM tower, LLM, token grid, extra DSVLConfig fields)
 _SIZES: dict[str, tuple[SigLIPConfig, SAMConfig, LLMConfig, int, dict]] = {
-    # Released 1.3B / 7B (facts 2.2-2.4). The 1.3B LLM numbers are inferred in the facts sheet.
+    # Released 1.3B / 7B (docs/deepseek_vl_facts.md sections 2.2-2.4; the 1.3B LLM numbers are inferred there, 2.2).
     "1.3b": (
         SigLIPConfig(),
         SAMConfig(),
@@ -40,7 +40,7 @@ _SIZES: dict[str, tuple[SigLIPConfig, SAMConfig, LLMConfig, int, dict]] = {
         4,
         MINI_TOKENS,
     ),
-    # tiny: notebooks. Sizes follow the measurements in WORKBENCH.md: SAM at 256 px / patch 16 keeps its
+    # tiny: notebooks. Sizes follow docs/miniature_sizing.md: SAM at 256 px / patch 16 keeps its
     # token grid at 16x16 so its global attention stays cheap; SigLIP sees the 64 px view (8x8 = 64 tokens).
     "tiny": (
         SigLIPConfig(image_size=64, patch_size=8, width=128, depth=4, num_heads=4, mlp_dim=512),

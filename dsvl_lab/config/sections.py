@@ -1,13 +1,13 @@
 """The parts of a model's config: the two vision towers, the aligner and the LLM, one dataclass each.
 
-Their defaults are the released 1.3B model's (``shared/design/deepseek_vl_facts.md`` sections
-2.2-2.5). A :class:`~.dsvl.DSVLConfig` holds one of each (a tower the encoder does not use is None).
+Their defaults are the released 1.3B model's (``docs/deepseek_vl_facts.md`` sections 2.2-2.5).
+A :class:`~.dsvl.DSVLConfig` holds one of each (a tower the encoder does not use is None).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Normalisation statistics the original towers apply to their own [0, 1] input (facts 2.3, 2.4).
+# Normalisation statistics the original towers apply to their own [0, 1] input (docs/deepseek_vl_facts.md 2.3, 2.4).
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -20,7 +20,7 @@ PROJECTOR_TYPES = ("identity", "linear", "mlp_gelu", "low_high_hybrid_split_mlp_
 # "embedding concat, hybrid MLP"); the others are the table's "shared MLP" and "separate MLP" designs.
 HYBRID_PROJECTOR_TYPES = ("low_high_hybrid_split_mlp_gelu", "low_high_shared_mlp_gelu", "low_high_separate_mlp_gelu")
 
-# Special tokens of the real DeepSeek tokenizer (facts 2.2, 2.7).
+# Special tokens of the real DeepSeek tokenizer (docs/deepseek_vl_facts.md 2.2, 2.7).
 BOS_TOKEN = "<｜begin▁of▁sentence｜>"
 EOS_TOKEN = "<｜end▁of▁sentence｜>"
 IMAGE_TOKEN = "<image_placeholder>"

@@ -4,7 +4,7 @@
   ``DeepseekVLHybridForConditionalGeneration`` (hybrid layouts) -> a :class:`DSVLModel` that takes
   the same inputs (already normalised pixels, low-res view separate) and returns the same logits.
 - ``to_hf(model)``: the reverse.
-- the readers of transformers and original DeepSeek-VL folders (facts sheet section 3), registered
+- the readers of transformers and original DeepSeek-VL folders (docs/deepseek_vl_facts.md section 3), registered
   with :mod:`dsvl_lab.model.files` on import, so ``DSVLModel.from_pretrained`` (our loader, which
   lives there with our own format) reads those folders too. ``load_pretrained`` / ``save_pretrained``
   here are the same loader and writer. Nothing is ever downloaded: the folder must be on disk.

@@ -33,7 +33,8 @@ def to_hf(model: DSVLModel):
     from transformers import DeepseekVLForConditionalGeneration, DeepseekVLHybridForConditionalGeneration
 
     hf_config = hf_config_from(model.config)
-    klass = DeepseekVLHybridForConditionalGeneration if model.config.encoder == "hybrid" else DeepseekVLForConditionalGeneration
+    klass = (DeepseekVLHybridForConditionalGeneration if model.config.encoder == "hybrid"
+             else DeepseekVLForConditionalGeneration)
     hf_model = klass(hf_config)
     hf_state = our_state_to_hf(model.state_dict(), model.config)
     missing, unexpected = hf_model.load_state_dict(hf_state, strict=False)

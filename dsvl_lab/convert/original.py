@@ -26,17 +26,19 @@ from ..model import DSVLModel
 from .config_files import LLAMA_NAMES, check_keys, dig, file_key, require
 
 # ============================================================================ key map
-# Parameters of the original checkpoint that are never used in its forward pass (facts 2.3, 2.4).
+# Parameters of the original checkpoint that are never used in its forward pass (docs/deepseek_vl_facts.md 2.3, 2.4).
 ORIGINAL_UNUSED = (re.compile(r"\.attn_pool\."), re.compile(r"^vision_model\.(high|low)_layer_norm\."))
 
 
 def original_key_for(our_key: str, config: DSVLConfig) -> str:
     """The original DeepSeek-VL checkpoint name of our parameter."""
     if our_key.startswith("vision_model.low."):
-        tower = "vision_model.vision_tower." if config.encoder == "siglip" else "vision_model.vision_tower_low.vision_tower."
+        tower = ("vision_model.vision_tower." if config.encoder == "siglip"
+                 else "vision_model.vision_tower_low.vision_tower.")
         return tower + our_key[len("vision_model.low."):]
     if our_key.startswith("vision_model.high."):
-        tower = "vision_model.vision_tower." if config.encoder == "sam" else "vision_model.vision_tower_high.vision_tower."
+        tower = ("vision_model.vision_tower." if config.encoder == "sam"
+                 else "vision_model.vision_tower_high.vision_tower.")
         return tower + our_key[len("vision_model.high."):]
     return our_key  # aligner.* and language_model.* are named as in the original
 
@@ -123,7 +125,8 @@ def config_from_original(data: dict, source: str | Path | None = None) -> DSVLCo
     require(data, ["vision_config", "vision_config.params", "aligner_config", "aligner_config.params",
                    "language_config"], source)
     hybrid = "high_res_cfg" in data["vision_config"]["params"]
-    towers = ["vision_config.params.high_res_cfg", "vision_config.params.low_res_cfg"] if hybrid else ["vision_config.params"]
+    towers = (["vision_config.params.high_res_cfg", "vision_config.params.low_res_cfg"] if hybrid
+              else ["vision_config.params"])
     require(data, towers, source)
     for where in towers:  # a half-given pair of statistics is a mistake, not a wish to skip normalising
         stats = [f"{where}.{key}" for key in ("pixel_mean", "pixel_std")]

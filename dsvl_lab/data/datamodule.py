@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from ..config import DSVLConfig
 from ..processor import DSVLProcessor
-from .stage_data import STAGE_DATA_PRESETS, StageBatches, StageData, TextStream, world_image_size
+from .corpus import evaluation_texts
+from .stage_data import EVAL_SEED_BASE, STAGE_DATA_PRESETS, StageBatches, StageData, TextStream, world_image_size
 
 BOOKKEEPING_KEYS = ("n_text", "n_image", "step")
 
@@ -118,9 +119,6 @@ class DSVLDataModule(L.LightningDataModule):
         """Fixed held-out batches: text from the held-out split, images from evaluation seeds."""
         if self._validation is not None:
             return self._validation
-        from .corpus import evaluation_texts
-        from .stage_data import EVAL_SEED_BASE
-
         train = self.train_batches  # also makes sure set-up ran (processor, task image size)
         text_data = dataclasses.replace(self.data, language_ratio=1.0, warmup_steps=0, group_by_modality=True,
                                         seed=EVAL_SEED_BASE)

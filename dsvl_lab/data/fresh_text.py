@@ -62,8 +62,8 @@ import warnings
 from functools import lru_cache
 from typing import Iterator
 
-from .corpus import (HELDOUT_FRACTION, MIN_WORDS, TextCorpus, content_hash, dedupe, imported_modules, paragraphs,
-                     split_documents)
+from .corpus import (HELDOUT_FRACTION, MIN_WORDS, TextCorpus, content_hash, dedupe, imported_modules, load_corpus,
+                     paragraphs, split_documents)
 
 # Modules whose docstrings make the fresh corpus: a fixed, sorted list of public modules of the
 # project's own dependencies and of theirs (networkx, sympy, jinja2, fsspec and filelock come with
@@ -204,8 +204,6 @@ def package_versions() -> dict[str, str]:
 
 def collect_fresh_documents(skipped: list[str] | None = None) -> list[str]:
     """All fresh documents before the split, cleaned, filtered and deduplicated (see the module docstring)."""
-    from .corpus import load_corpus
-
     skipped = [] if skipped is None else skipped
     foundation = load_corpus()
     # Paragraphs the foundation LM read or the evaluation measures, and (added as we go) paragraphs

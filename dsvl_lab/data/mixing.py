@@ -1,6 +1,6 @@
 """Language / multimodal mixing: the language ratio, modality warm-up and modality grouping.
 
-Paper (section 3.2.2, 4.4-4.5; facts sheet 4.4-4.5):
+Paper (section 3.2.2, 4.4-4.5; docs/deepseek_vl_facts.md sections 4.4-4.5):
 - stage 2 trains on about 70% language-only data to keep the LLM's language ability;
 - *modality warm-up*: the language share starts at 1.0 and falls to the target, so the LLM is not
   hit by a wall of image tokens at step 0 (the ramp's shape and length are not given in the paper:

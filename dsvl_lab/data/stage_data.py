@@ -1,13 +1,13 @@
 """What each training stage reads: sample formats, the per-stage data spec, and batches by step.
 
-Paper (section 3.2, facts sheet 4.1-4.3):
+Paper (section 3.2, docs/deepseek_vl_facts.md sections 4.1-4.3):
 - stage 1 (adaptor warm-up) reads image-caption and document-OCR pairs, no language-only data;
 - stage 2 (joint pre-training) reads a language-heavy mixture (70% text) of interleaved
   image-text, captions, charts, OCR and QA, plus "a minimal proportion" of SFT data;
 - stage 3 (SFT) reads conversations in the chat template, about half of them text-only, with the
   loss on the assistant's answers only.
 
-How pre-training samples were formatted in the original is not documented (facts 2.7, issue #56:
+How pre-training samples were formatted in the original is not documented (docs/deepseek_vl_facts.md 2.7, issue #56:
 UNVERIFIED). We use a plain format for stages 1-2 — ``BOS <image tokens> caption EOS`` and
 ``BOS <image tokens> Question: q Answer: a EOS`` with the loss on the caption / answer — and the
 processor's chat template for instruction data. The share of instruction data in stage 2 is also
@@ -30,8 +30,10 @@ from ..config import is_int, is_number, shown
 from ..constants import IGNORE_INDEX
 from ..errors import InputError
 from ..processor import DSVLProcessor, EncodedSample
+from .corpus import train_texts
+from .fresh_text import fresh_train_texts
 from .mixing import WARMUP_KINDS, ModalityPlan, WarmupSchedule, draw_seed
-from .tasks import FAMILIES
+from .tasks import FAMILIES, generate_sample
 
 EVAL_SEED_BASE = 1 << 62  # training task seeds are drawn below 2**62, evaluation seeds at and above it
 MAX_TASK_IMAGE_SIZE = 4096  # pixels a side; the largest preset draws at 1024, and 4096 is 48 MB an image
@@ -129,11 +131,7 @@ class StageData:
     def training_texts(self) -> list[str]:
         """The train split of ``text_source``: the only text the stage's language samples are cut from."""
         if self.text_source == "fresh":
-            from .fresh_text import fresh_train_texts
-
             return fresh_train_texts()
-        from .corpus import train_texts
-
         return train_texts()
 
     @property
@@ -243,8 +241,6 @@ def world_image_size(config) -> int:
 
 def task_sample(data: StageData, seed: int, image_size: int, rng: random.Random | None = None):
     """One task sample for a training draw: family and detail level chosen from ``seed``."""
-    from .tasks import generate_sample
-
     rng = rng or random.Random(seed)
     family = rng.choice(data.families)
     detail = "fine" if rng.random() < data.fine_share else "coarse"

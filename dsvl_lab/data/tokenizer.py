@@ -32,7 +32,6 @@ Real presets (dsvl-1.3b, dsvl-7b) use the ``tokenizer.json`` of the user's check
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -40,8 +39,11 @@ from typing import Iterable
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from dsvl_lab.config import BOS_TOKEN, EOS_TOKEN, IMAGE_TOKEN, MINI_TOKENS, MINI_VOCAB, PAD_TOKEN
+from ..artifacts import file_sha256
 from ..atomic import write_text_atomic
+from ..config import BOS_TOKEN, EOS_TOKEN, IMAGE_TOKEN, MINI_TOKENS, MINI_VOCAB, PAD_TOKEN
+from .corpus import train_texts  # the train split only: the held-out text is never fitted
+from .tasks import DETAILS, FAMILIES, generate_samples
 
 # Order matters: the BPE trainer gives special tokens the first ids, in this order (0, 1, 2, 3).
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, IMAGE_TOKEN)
@@ -64,11 +66,9 @@ def task_texts(samples: int = TASK_SAMPLES, image_size: int = TASK_IMAGE_SIZE) -
     """Captions, questions, answers and options of ``samples`` generated samples per family and detail.
 
     Seeds 0..samples-1 of every (family, detail), in the fixed order of ``FAMILIES`` and
-    ``DETAILS``, so the list is the same on every run. Raises ImportError if the task package is
-    missing or broken; :func:`training_texts` turns that into a loud warning.
+    ``DETAILS``, so the list is the same on every run. A generator that fails raises;
+    :func:`training_texts` turns that into a loud warning.
     """
-    from .tasks import DETAILS, FAMILIES, generate_samples
-
     texts = []
     for family in FAMILIES:
         for detail in DETAILS:
@@ -82,18 +82,16 @@ def task_texts(samples: int = TASK_SAMPLES, image_size: int = TASK_IMAGE_SIZE) -
 def training_texts(task_samples: int = TASK_SAMPLES) -> tuple[list[str], dict[str, int]]:
     """(texts, how many came from each source): the corpus train split, then the task texts.
 
-    ``task_samples=0`` skips the tasks. If the task package cannot be used, the tokenizer is
+    ``task_samples=0`` skips the tasks. If the task generators fail, the tokenizer is
     trained on the corpus alone and a warning says so on stderr: a tokenizer without the task
     words still works, it just splits them into more tokens.
     """
-    from .corpus import train_texts  # the train split only: the held-out text is never fitted
-
     texts = train_texts()
     counts = {"corpus_documents": len(texts), "task_texts": 0}
     if task_samples > 0:
         try:
             tasks = task_texts(task_samples)
-        except Exception as err:  # ImportError, or a generator bug: neither should stop the corpus part
+        except Exception as err:  # a generator bug should not stop the corpus part
             print(f"WARNING: the task texts are left out of the tokenizer ({type(err).__name__}: {err}); "
                   f"the tokenizer is trained on the language corpus alone", file=sys.stderr)
         else:
@@ -176,10 +174,6 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> None:

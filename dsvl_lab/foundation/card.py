@@ -84,8 +84,8 @@ def headline(card: dict[str, Any]) -> str:
     """The card's quality figure in one line, for the index table."""
     f = card["figures"]
     if card["part"] == "lm":
-        return (f"perplexity {f['perplexity']:.0f} vs unigram {f['unigram_perplexity']:.0f} ({f['unigram_ratio']:.1f}x); "
-                f"cloze {f['cloze_accuracy']:.2f} (chance {f['cloze_chance']:.2f})")
+        return (f"perplexity {f['perplexity']:.0f} vs unigram {f['unigram_perplexity']:.0f} "
+                f"({f['unigram_ratio']:.1f}x); cloze {f['cloze_accuracy']:.2f} (chance {f['cloze_chance']:.2f})")
     if card["part"] == "siglip":
         return f"zero-shot retrieval top-1 {f['top1']:.2f} among 100 (chance 0.01)"
     return f"texture probe mIoU SAM {f['sam_miou']:.2f} vs SigLIP {f['siglip_miou']:.2f} ({f['ratio']:.1f}x)"
@@ -100,7 +100,8 @@ def write_index(root: Path = FOUNDATION_DIR) -> Path:
             if card is not None:
                 rows.append(f"| [{size}/{part}]({size}/{part}.md) | `{card['submodule']}` | "
                             f"{card['recipe']['steps']} x {card['recipe']['batch_size']} | "
-                            f"{card['wall_time_total_s'] / 60:.1f} | {card['export']['bytes'] / 1e6:.1f} | {headline(card)} |")
+                            f"{card['wall_time_total_s'] / 60:.1f} | {card['export']['bytes'] / 1e6:.1f} | "
+                            f"{headline(card)} |")
     text = ("# Foundation weights of the miniature presets\n\n"
             "Made by `dsvl-lab pretrain lm|siglip|sam` on this repository's own data (see each model card for the "
             "data, recipe, learning curve and the command that reproduces it). Loaded by "

@@ -1,10 +1,11 @@
 """Miniature language-model pretraining: the stand-in for DeepSeek-LLM.
 
-Paper: DeepSeek-VL initialises its language model from DeepSeek-LLM (facts sheet 2.1), a LLaMA-style
-decoder pretrained on 2T tokens of text. Ours is next-token prediction on the training split of
-the workbench's text corpus (Python's own documentation, :mod:`dsvl_lab.data.corpus`) plus the
-task texts (captions, questions and answers of train-seed samples), so the later stages meet
-words they know. The held-out split is never trained on; it is what the quality figures read.
+Paper: DeepSeek-VL initialises its language model from DeepSeek-LLM (docs/deepseek_vl_facts.md
+section 2.1), a LLaMA-style decoder pretrained on 2T tokens of text. Ours is next-token prediction
+on the training split of the workbench's text corpus (Python's own documentation,
+:mod:`dsvl_lab.data.corpus`) plus the task texts (captions, questions and answers of train-seed
+samples), so the later stages meet words they know. The held-out split is never trained on; it is
+what the quality figures read.
 
     dsvl-lab pretrain lm --preset dsvl-tiny-hybrid --out runs/lm-tiny
 """
@@ -19,6 +20,9 @@ import numpy as np
 import torch
 
 from ..config import LLMConfig
+from ..data.corpus import evaluation_texts, train_texts
+from ..data.lm_eval import evaluate_language, perplexity
+from ..data.tokenizer import task_texts
 from ..model.dsvl import causal_lm_loss
 from ..model.llm import LanguageModel
 from .curves import log_curve
@@ -26,11 +30,11 @@ from .recipe import Recipe
 from .step_data import StepDataModule, step_rng
 
 RECIPES = {
-    # tiny: 1.9M parameters, 0.37 s a step. 1500 x 16 x 256 tokens = 6.1M, about 14 passes over the
-    # 0.42M-token stream; the held-out curve in the model card shows whether that over-fits.
+    # tiny: about 14 passes over the 0.42M-token stream; the held-out curve in the model card shows the
+    # over-fitting (docs/lab_log.md, "Step times").
     "tiny": Recipe(steps=1500, batch_size=16, lr=2e-3, warmup_steps=100, val_every=150, weight_decay=0.1,
                    extra={"seq_len": 256, "task_samples": 200}),
-    # small: 10.6M parameters at 1.5 s a step (4x tiny): 700 steps (about 18 min) fit this session.
+    # small: sized by its step time (docs/lab_log.md, "Step times").
     "small": Recipe(steps=700, batch_size=16, lr=1e-3, warmup_steps=50, val_every=100, weight_decay=0.1,
                     extra={"seq_len": 256, "task_samples": 200}),
 }
@@ -38,9 +42,6 @@ RECIPES = {
 
 def token_stream(processor, task_samples: int) -> np.ndarray:
     """The corpus train split, then the task texts, as one stream of token ids (EOS between documents)."""
-    from ..data.corpus import train_texts
-    from ..data.tokenizer import task_texts
-
     texts = train_texts() + (task_texts(task_samples) if task_samples else [])
     ids: list[int] = []
     for text in texts:
@@ -93,8 +94,6 @@ class HeldOutPerplexity(L.Callback):
     """A learning-curve point every ``every`` steps: perplexity on a fixed slice of held-out text."""
 
     def __init__(self, processor, every: int, max_documents: int = 30) -> None:
-        from ..data.corpus import evaluation_texts
-
         self.processor, self.every = processor, every
         self.texts = evaluation_texts()[:max_documents]
 
@@ -102,16 +101,12 @@ class HeldOutPerplexity(L.Callback):
         step = trainer.global_step
         if step % self.every and step != trainer.max_steps:
             return
-        from ..data.lm_eval import perplexity
-
         value = perplexity(TextOnly(pl_module.language_model), self.processor, self.texts)
         log_curve(trainer, "curve/heldout_perplexity", value)
 
 
 def evaluate(language_model: LanguageModel, processor, n_cloze: int = 200) -> dict[str, float]:
     """The model card's figures: held-out perplexity vs unigram, word cloze and ending cloze vs chance."""
-    from ..data.lm_eval import evaluate_language
-
     figures = evaluate_language(TextOnly(language_model), processor, n_cloze=n_cloze)
     figures["unigram_ratio"] = figures["unigram_perplexity"] / figures["perplexity"]
     figures["cloze_points_above_chance"] = 100 * (figures["cloze_accuracy"] - figures["cloze_chance"])

@@ -1,6 +1,6 @@
 """What a pretraining run depends on: its recipe, the sizes that have foundation parts, and where they ship.
 
-DeepSeek-VL starts from three pretrained parts (facts sheet 2.1): DeepSeek-LLM, SigLIP-L (trained
+DeepSeek-VL starts from three pretrained parts (docs/deepseek_vl_facts.md section 2.1): DeepSeek-LLM, SigLIP-L (trained
 contrastively on image-text pairs) and SAM-B (trained for segmentation). Stages 1 and 2 keep the
 encoders frozen, so the miniatures need pretrained parts of their own. Each part is made by one
 Lightning run (``dsvl-lab pretrain lm|siglip|sam``) and shipped as one safetensors file per part
@@ -47,7 +47,7 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
     seed: int = 0
-    precision: str = "bf16-mixed"  # CPU bf16 matmuls are ~4x faster here (WORKBENCH.md)
+    precision: str = "bf16-mixed"  # CPU bf16 matmuls are ~4x faster here (docs/miniature_sizing.md)
     val_every: int = 100  # steps between the learning-curve points
     extra: dict[str, Any] = field(default_factory=dict)  # part-specific knobs (pool sizes, seq_len, ...)
 

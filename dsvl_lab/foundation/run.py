@@ -16,14 +16,16 @@ from typing import Any
 import lightning as L
 import torch
 
+from ..artifacts import read_card, write_card
+from ..harness import fit_resumable, last_checkpoint, make_trainer, resume_point
 from ..model import DSVLModel
+from ..model.sam import SAMEncoder
+from ..model.siglip import SigLIPViT
 from ..processor import DSVLProcessor
 from ..run_folder import owned
 from . import lm as lm_part
 from . import sam as sam_part
 from . import siglip as siglip_part
-from ..artifacts import read_card, write_card
-from ..harness import fit_resumable, last_checkpoint, make_trainer, resume_point
 from .card import Stopwatch, card_markdown, machine_line, part_card
 from .curves import curve_rows, plot_curve
 from .recipe import FOUNDATION_DIR, PARTS, FoundationError, Recipe, reference_config, size_of
@@ -92,7 +94,8 @@ def pretrain_in(part: str, preset: str, out: str | Path, smoke: bool, ship_to: P
         watch.times.update(earlier_wall_times(out, part, recipe))
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     runner = {"lm": _run_lm, "siglip": _run_siglip, "sam": _run_sam}[part]
-    module, figures, quality, data_text, what = runner(config, processor, recipe, out, watch, progress, tuple(callbacks))
+    module, figures, quality, data_text, what = runner(config, processor, recipe, out, watch, progress,
+                                                       tuple(callbacks))
     export = export_part(getattr(module, SHIPPED_ATTRIBUTE[part]), out / f"{part}.safetensors")
     if part == "siglip":  # the text side, kept only to re-measure retrieval (see siglip.ContrastiveSide)
         figures["text_export"] = export_part(siglip_part.ContrastiveSide(module), out / "siglip_text.safetensors")
@@ -127,7 +130,8 @@ def train_part(out: Path, recipe: Recipe, module: L.LightningModule, data: L.Lig
                            tensorboard=False, precision=recipe.precision, gradient_clip_val=recipe.grad_clip,
                            limit_val_batches=0, deterministic=False)
     with watch("train"):
-        resume = resume_point(out, dict(module.hparams), fresh_hint=f"delete {out} to pretrain afresh, or use another --out")
+        resume = resume_point(out, dict(module.hparams),
+                              fresh_hint=f"delete {out} to pretrain afresh, or use another --out")
         return fit_resumable(trainer, module, data, resume)
 
 
@@ -153,8 +157,8 @@ def _run_lm(config, processor, recipe, out, watch, progress, callbacks):
     ]
     data_text = (f"The training split of the text corpus (`dsvl_lab.data.corpus`, Python's documentation) plus the "
                  f"texts of {recipe.extra['task_samples']} train-seed samples per task family and detail: "
-                 f"{len(data.tokens):,} tokens, read as random windows of {recipe.extra['seq_len']} tokens (BOS first). "
-                 f"The held-out split ({figures['heldout_tokens']:,} tokens) is only evaluated.")
+                 f"{len(data.tokens):,} tokens, read as random windows of {recipe.extra['seq_len']} tokens "
+                 f"(BOS first). The held-out split ({figures['heldout_tokens']:,} tokens) is only evaluated.")
     what = ("The miniature LLaMA-style language model (`language_model` of the DSVLModel), standing in for "
             "DeepSeek-LLM. Next-token pretraining; shared by the -siglip, -sam and -hybrid presets of this size.")
     return module, figures, quality, data_text, what
@@ -180,7 +184,8 @@ def _run_siglip(config, processor, recipe, out, watch, progress, callbacks):
     quality = [f"zero-shot image -> caption retrieval among {siglip_part.RETRIEVAL_CANDIDATES} held-out coarse "
                f"candidates: top-1 {figures['top1']:.3f} (chance {figures['chance']:.2f}; bar {SIGLIP_BAR}) over "
                f"{figures['images']} images", f"per family: {families}",
-               f"reading, zero-shot against text views (chance 0.125 each): the OCR word {figures['read_ocr_word']:.2f}, "
+               "reading, zero-shot against text views (chance 0.125 each): "
+               f"the OCR word {figures['read_ocr_word']:.2f}, "
                f"the left button label of a screen {figures['read_screen_left_label']:.2f}"]
     share = recipe.extra.get("text_view_share", 0.0)
     views = (f" For {share:.0%} of them (seeded) the caption is replaced by its text view, the quoted text alone "
@@ -218,7 +223,8 @@ def _run_sam(config, processor, recipe, out, watch, progress, callbacks):
                f"SAM {figures['sam_miou']:.3f} vs SigLIP upsampled {figures['siglip_miou']:.3f} = "
                f"{figures['ratio']:.1f}x (bar: {SAM_BAR}x); SigLIP weights: {source}",
                f"the pretraining decoder itself: held-out mIoU {figures['decoder_miou']:.3f}"]
-    data_text = (f"{extra['train_pool']:,} task samples (train seeds, families in turn, {extra['fine_share']:.0%} fine) "
+    data_text = (f"{extra['train_pool']:,} task samples (train seeds, families in turn, "
+                 f"{extra['fine_share']:.0%} fine) "
                  f"at {size} px with per-pixel texture labels recorded by the generators, on cells of "
                  f"{sam_part.CELL} x {sam_part.CELL} px; random horizontal flips. The probe trains on "
                  f"{extra['probe_train_pool']} other fine train-seed images and is scored on "
@@ -231,8 +237,6 @@ def _run_sam(config, processor, recipe, out, watch, progress, callbacks):
 
 def shipped_siglip(config, out: Path):
     """The SigLIP tower the probe compares with: a sibling run's, else the shipped one, else random (said so)."""
-    from ..model.siglip import SigLIPViT
-
     siglip = SigLIPViT(config.siglip)
     size = size_of(config)
     for path in (out.parent / f"siglip-{size}" / "siglip.safetensors", FOUNDATION_DIR / size / "siglip.safetensors"):
@@ -278,9 +282,6 @@ def from_foundation(preset: str, root: str | Path | None = None, parts: tuple[st
 
 def shipped_encoders(size: str, root: str | Path | None = None):
     """The shipped (SAM encoder, SigLIP tower) of a size, as the VL model holds them."""
-    from ..model.sam import SAMEncoder
-    from ..model.siglip import SigLIPViT
-
     config = reference_config(size)
     encoder, low = SAMEncoder(config.sam, config.token_grid), SigLIPViT(config.siglip)
     load_shipped(encoder, "sam", size, root)

@@ -27,6 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SAMConfig
+from ..data.stage_data import eval_seed
+from ..data.tasks import FAMILIES, generate_sample
+from ..data.tasks.common import recording_textures, texture_label_map
 from ..model.sam import SAMEncoder
 from ..model.vision import Normalize, resize_antialiased
 from .curves import log_curve
@@ -60,9 +63,6 @@ def cell_labels(pixel_labels: np.ndarray, cell: int = CELL) -> np.ndarray:
 
 def dense_sample(job: tuple[str, int, str, int]) -> tuple[np.ndarray, np.ndarray, str]:
     """(image [S, S, 3] uint8, cell labels [S/4, S/4] uint8, family) of one sample; runs in a worker process."""
-    from ..data.tasks import generate_sample
-    from ..data.tasks.common import recording_textures, texture_label_map
-
     family, seed, detail, size = job
     with recording_textures() as log:
         sample = generate_sample(family, seed, detail=detail, image_size=size)
@@ -70,8 +70,6 @@ def dense_sample(job: tuple[str, int, str, int]) -> tuple[np.ndarray, np.ndarray
 
 
 def dense_jobs(seeds, size: int, fine_share: float, salt: int = 0) -> list[tuple[str, int, str, int]]:
-    from ..data.tasks import FAMILIES
-
     jobs = []
     for i, seed in enumerate(seeds):
         fine = np.random.default_rng([salt, seed]).random() < fine_share
@@ -88,8 +86,6 @@ def build_dense(jobs, desc: str) -> dict[str, Any]:
 
 def heldout_fine(n: int, size: int, offset: int = 0) -> dict[str, Any]:
     """n fine samples from evaluation seeds (never drawn in training), families cycling."""
-    from ..data.stage_data import eval_seed
-
     return build_dense(dense_jobs([eval_seed(offset + i) for i in range(n)], size, fine_share=1.0), "held-out fine")
 
 
@@ -139,7 +135,8 @@ def texture_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def confusion(logits: torch.Tensor, labels: torch.Tensor, classes: int = len(TEXTURE_CLASSES)) -> torch.Tensor:
     """[K, K] counts of (true, predicted) cells."""
     predicted = logits.argmax(1)
-    return torch.bincount((labels * classes + predicted).flatten(), minlength=classes * classes).reshape(classes, classes)
+    return torch.bincount((labels * classes + predicted).flatten(),
+                          minlength=classes * classes).reshape(classes, classes)
 
 
 def texture_miou(matrix: torch.Tensor) -> float:

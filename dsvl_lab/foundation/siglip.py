@@ -27,26 +27,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SigLIPConfig
+from ..data.stage_data import eval_seed
+from ..data.tasks import FAMILIES, generate_sample
+from ..data.tasks.ocr import WORDS
+from ..data.tasks.screen import BUTTON_LABELS
 from ..model.siglip import SigLIPBlock, SigLIPViT
 from ..model.vision import Normalize, resize_antialiased
+from ..processor import to_tensor
 from .curves import log_curve
 from .recipe import Recipe
 from .step_data import StepDataModule, epoch_batch, parallel_map, to_pixels
 
 RECIPES = {
-    # Reading, zero-shot against text views (chance 0.125): the tower trained on the task world before
-    # coarse text was redrawn for tiny models (2026-11-29, see data/tasks/ocr.py) named the OCR word of
-    # held-out images 0.13 of the time and the left button label 0.10. Retrained on today's world
-    # (2026-11-29, 2 cores): without views 0.90 / 0.31, retrieval top-1 0.940, 15.6 min, and `make demo`
-    # stage 3 coarse chart 0.53, ocr 1.00, doc 1.00, screen 0.80, scene 0.88; with half the captions
-    # replaced by their text or chart views (text_view(), shipped) 1.00 / 0.79, retrieval 0.886,
-    # 16.3 min, and chart 0.57, ocr 1.00, doc 1.00, screen 1.00, scene 0.80 (40 questions each), with
-    # stage 3 then training this tower at 5e-4; at 5e-5 and 400 steps (kept, training/spec.py) chart
-    # 0.85, ocr 1.00, doc 1.00, screen 0.95, scene 1.00.
+    # Half the captions replaced by their text or chart views: the tower then reads words and labels
+    # zero-shot (docs/lab_log.md, "The tiny SigLIP recipe").
     "tiny": Recipe(steps=1500, batch_size=128, lr=1e-3, warmup_steps=100, val_every=150,
                    extra={"train_pool": 24000, "text_width": 128, "text_depth": 3, "embed_dim": 128,
                           "max_caption_tokens": 64, "text_view_share": 0.5}),
-    # small: 1.9 s a step at batch 128 (4x tiny); batch 64 and 800 steps (about 14 min) fit this session.
+    # small: sized by its step time (docs/lab_log.md, "Step times").
     "small": Recipe(steps=800, batch_size=64, lr=7e-4, warmup_steps=60, val_every=100,
                     extra={"train_pool": 16000, "text_width": 192, "text_depth": 3, "embed_dim": 192,
                            "max_caption_tokens": 64}),
@@ -58,9 +56,6 @@ RETRIEVAL_GROUPS = 5  # groups of 100 held-out samples averaged (500 images in a
 # ============================================================================ data
 def caption_pair(job: tuple[str, int, int, int]) -> tuple[np.ndarray, str, str]:
     """(low-res image [s, s, 3] uint8, caption, family) of one coarse sample; runs in a worker process."""
-    from ..data.tasks import generate_sample
-    from ..processor import to_tensor
-
     torch.set_num_threads(1)
     family, seed, world_size, low_size = job
     sample = generate_sample(family, seed, detail="coarse", image_size=world_size)
@@ -71,8 +66,6 @@ def caption_pair(job: tuple[str, int, int, int]) -> tuple[np.ndarray, str, str]:
 
 def caption_jobs(seeds, world_size: int, low_size: int) -> list[tuple[str, int, int, int]]:
     """Families cycle with the seed, so every family is equally represented."""
-    from ..data.tasks import FAMILIES
-
     return [(FAMILIES[i % len(FAMILIES)], seed, world_size, low_size) for i, seed in enumerate(seeds)]
 
 
@@ -140,7 +133,8 @@ def tokenize_captions(processor, captions: list[str], max_tokens: int) -> tuple[
 
 
 class CaptionPairs(StepDataModule):
-    """A fixed pool of (low-res image, caption) pairs from train seeds; batch k samples it without replacement per epoch."""
+    """A fixed pool of (low-res image, caption) pairs from train seeds; batch k samples it without replacement per
+    epoch."""
 
     def __init__(self, recipe: Recipe, processor, world_size: int, low_size: int) -> None:
         super().__init__(recipe)
@@ -261,8 +255,6 @@ class ContrastiveSide(nn.Module):
 # ============================================================================ zero-shot retrieval
 def heldout_pairs(n: int, world_size: int, low_size: int) -> dict[str, Any]:
     """n coarse samples from evaluation seeds (never drawn in training), families cycling."""
-    from ..data.stage_data import eval_seed
-
     return build_pairs([eval_seed(i) for i in range(n)], world_size, low_size, "held-out pairs")
 
 
@@ -300,9 +292,6 @@ def reading_accuracy(module: SigLIPPretraining, processor, pairs: dict[str, Any]
     - screen: the two button labels in order, among all ordered pairs; scored on the *left* label.
     Chance is 1/8 for both.
     """
-    from ..data.tasks.ocr import WORDS
-    from ..data.tasks.screen import BUTTON_LABELS
-
     tasks = {
         "ocr_word": ("ocr", [(w, f'Text: "{p}"') for w in WORDS for p in (w, w.title(), w.upper())],
                      lambda caption: QUOTED.findall(caption)[0].lower(), len(WORDS)),
@@ -315,7 +304,8 @@ def reading_accuracy(module: SigLIPPretraining, processor, pairs: dict[str, Any]
     for name, (family, candidates, truth_of, classes) in tasks.items():
         rows = [i for i, f in enumerate(pairs["families"]) if f == family]
         images = module.embed_images(to_pixels(pairs["images"][rows]))  # [n, E]
-        ids, mask = tokenize_captions(processor, [text for _, text in candidates], module.recipe.extra["max_caption_tokens"])
+        ids, mask = tokenize_captions(processor, [text for _, text in candidates],
+                                      module.recipe.extra["max_caption_tokens"])
         best = (images @ module.embed_texts(ids, mask).T).argmax(1)  # [n]
         truths = [truth_of(pairs["captions"][i]) for i in rows]
         figures[f"read_{name}"] = float(np.mean([candidates[b][0] == t for b, t in zip(best.tolist(), truths)]))
@@ -333,4 +323,5 @@ class RetrievalCurve(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step % self.every == 0 or step == trainer.max_steps:
-            log_curve(trainer, "curve/retrieval_top1", retrieval_accuracy(pl_module, self.processor, self.pairs)["top1"])
+            log_curve(trainer, "curve/retrieval_top1",
+                      retrieval_accuracy(pl_module, self.processor, self.pairs)["top1"])

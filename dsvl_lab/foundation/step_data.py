@@ -69,7 +69,8 @@ class StepDataModule(L.LightningDataModule):
         return {"next_step": self.next_step, "recipe": asdict(self.recipe)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        # A checkpoint of another recipe never gets here: harness.resume_point refuses it first (run_folder.check_resume).
+        # A checkpoint of another recipe never gets here: harness.resume_point refuses it first
+        # (run_folder.check_resume).
         self.next_step = int(state["next_step"])
 
 

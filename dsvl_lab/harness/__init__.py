@@ -12,7 +12,8 @@ how runs train is made once and holds for both.
 """
 from .optim import adamw_with_schedule, decay_groups
 from .schedule import lr_factor, lr_scheduler
-from .trainer import DEFAULT_PRECISION, autocast_for, fit_resumable, keep_last, last_checkpoint, make_trainer, resume_point, run_loggers
+from .trainer import (DEFAULT_PRECISION, autocast_for, fit_resumable, keep_last, last_checkpoint, make_trainer,
+                      resume_point, run_loggers)
 
-__all__ = ["DEFAULT_PRECISION", "adamw_with_schedule", "autocast_for", "decay_groups", "fit_resumable", "keep_last", "last_checkpoint", "lr_factor",
-           "lr_scheduler", "make_trainer", "resume_point", "run_loggers"]
+__all__ = ["DEFAULT_PRECISION", "adamw_with_schedule", "autocast_for", "decay_groups", "fit_resumable", "keep_last",
+           "last_checkpoint", "lr_factor", "lr_scheduler", "make_trainer", "resume_point", "run_loggers"]

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import lightning as L
+import torch
 
 from ..checkpoint_io import AtomicCheckpointIO
+from ..run_folder import check_resume
 
 
 def autocast_for(precision: str, device: str = "cpu"):
     """The autocast Lightning's ``precision`` puts around each forward (``bf16-mixed`` / ``16-mixed``);
     none for ``32-true``. Code that reruns a forward outside the Trainer uses it to match training."""
-    import torch
-
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     return torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None)
 
@@ -76,8 +76,6 @@ def resume_point(out: Path, asked: dict[str, Any], fresh_hint: str,
     the module saves with ``save_hyperparameters``), is refused with the differing keys and
     ``fresh_hint`` (how to start afresh). Call it before building anything costly: a refusal is then free.
     """
-    from ..run_folder import check_resume
-
     last = last_checkpoint(out)
     if not last.is_file():
         return None

@@ -18,8 +18,6 @@ segments, grid geometry and the image; aggregations), ``attention_plots`` (every
 figure, the one token x token matrix among them), ``attention_explorer`` (:class:`AttentionExplorer`,
 an ipywidgets box, with ``static_picture`` giving it a PNG for readers without a kernel) and
 ``shipped_traces`` (the traces under ``data_samples/traces/``).
-
-``data_views`` only re-exports notebook 02's old names from their new modules.
 """
 from .attention_capture import AttentionCapture, CaptureBudgetError
 from .attention_trace import AttentionTrace, trace_model, trace_task

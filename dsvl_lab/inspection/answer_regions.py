@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.tasks import generate_sample
+
 
 def answer_variants(family: str, seed: int, image_size: int) -> dict[str, Any]:
     """The fine sample ``seed`` once per possible answer of its first question: {answer: Sample}.
@@ -18,8 +20,6 @@ def answer_variants(family: str, seed: int, image_size: int) -> dict[str, Any]:
     Every other random choice (layout, colours, text) is shared, so the images differ only where
     the answer is drawn (``generate_sample(..., force_answer=...)``).
     """
-    from ..data.tasks import generate_sample
-
     natural = generate_sample(family, seed, detail="fine", image_size=image_size)
     return {answer: natural if answer == natural.qa[0].answer else
             generate_sample(family, seed, detail="fine", image_size=image_size, force_answer=answer)

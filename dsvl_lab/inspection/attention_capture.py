@@ -214,8 +214,8 @@ class AttentionCapture:
         heads = "all heads" if self.heads is None else f"heads {self.heads}"
         return (f"capturing {len(self.specs)} attention layer(s) [{kinds}] with {heads} needs about "
                 f"{format_bytes(need['total'])} ({format_bytes(need['kept'])} of fp16 weights kept + "
-                f"{format_bytes(need['working'])} working memory of the largest layer, all its heads), over the budget of "
-                f"{format_bytes(self.budget)}. Capture fewer layers (layers=[...]) or heads (heads=[0]); "
+                f"{format_bytes(need['working'])} working memory of the largest layer, all its heads), over the "
+                f"budget of {format_bytes(self.budget)}. Capture fewer layers (layers=[...]) or heads (heads=[0]); "
                 f"a bf16 model halves the working part, or raise budget_gb= if the memory is there")
 
     # ------------------------------------------------------------------ hooks

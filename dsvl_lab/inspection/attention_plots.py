@@ -45,7 +45,8 @@ def new_axes(ax, figsize=(5.0, 4.4)):
 
 
 def make_norm(values: np.ndarray, norm: str = "linear"):
-    """A colour scale for attention weights: linear 0..max, log (3 decades below the max), or clipped at the 99th percentile."""
+    """A colour scale for attention weights: linear 0..max, log (3 decades below the max), or clipped at the 99th
+    percentile."""
     from matplotlib.colors import LogNorm, Normalize
 
     top = float(np.nanmax(values)) if values.size else 1.0

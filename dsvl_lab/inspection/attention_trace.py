@@ -30,6 +30,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..atomic import atomic_write, write_text_atomic
+from ..data.stage_data import eval_seed, world_image_size
+from ..data.tasks import generate_sample
+from ..processor import DSVLProcessor
+from . import attention_plots as render
 from .attention_capture import COMPONENTS, AttentionCapture, component_depth
 from .tokens import segment_map, token_labels
 
@@ -218,8 +223,6 @@ class AttentionTrace:
         """Write the trace to one ``.safetensors`` file (tensors + JSON metadata), atomically."""
         from safetensors.torch import save_file
 
-        from ..atomic import atomic_write
-
         tensors = {f"attn/{key}": value.contiguous() for key, value in self.attentions.items()}
         tensors["image"] = torch.from_numpy(np.ascontiguousarray(self.image))
         tensors["input_ids"] = torch.tensor(self.input_ids, dtype=torch.long)
@@ -253,16 +256,12 @@ class AttentionTrace:
 
     def to_html(self, path: str | Path) -> Path:
         """A self-contained page with the static figures (PNG inlined as base64): for readers without a kernel."""
-        from . import attention_plots as render
-
         sections = [(title, render.figure_png(fig)) for title, fig in render.summary_figures(self)]
         return write_html(path, self, sections)
 
 
 def write_html(path: str | Path, trace: AttentionTrace, sections: list[tuple[str, bytes]]) -> Path:
     from html import escape
-
-    from ..atomic import write_text_atomic
 
     rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>"
                    for k, v in trace.meta.items() if not isinstance(v, dict))
@@ -296,8 +295,6 @@ def trace_model(model, image, prompt: str, *, answer: str | None = None, process
     conversation with its own answer; a string traces that answer (teacher forcing), e.g. the
     reference answer, so traces of different models line up token for token.
     """
-    from ..processor import DSVLProcessor
-
     config = model.config
     if config.pixel_input != "raw":
         raise ValueError("trace_model takes preset-style models (pixel_input='raw'); "
@@ -314,7 +311,8 @@ def trace_model(model, image, prompt: str, *, answer: str | None = None, process
     parameter = next(model.parameters())
     components = list(components or [c for c in COMPONENTS if component_depth(config, c)])
     with torch.no_grad(), AttentionCapture(model, components, layers, heads, budget_gb) as capture:
-        model(input_ids=batch["input_ids"].to(parameter.device), attention_mask=batch["attention_mask"].to(parameter.device),
+        model(input_ids=batch["input_ids"].to(parameter.device),
+              attention_mask=batch["attention_mask"].to(parameter.device),
               pixel_values=pixels.to(parameter.device, parameter.dtype))
     kept = {spec.key: (capture.heads or list(range(spec.num_heads))) for spec in capture.specs}
     info = {"model": config.name, "prompt": prompt, "answer": answer,
@@ -340,9 +338,6 @@ def trace_task(model, family: str = "chart", seed: int | None = None, detail: st
 
     ``answer="reference"`` traces the sample's true answer (teacher forcing), None the model's own.
     """
-    from ..data.stage_data import eval_seed, world_image_size
-    from ..data.tasks import generate_sample
-
     seed = eval_seed(0) if seed is None else seed
     sample = generate_sample(family, seed, detail=detail, image_size=world_image_size(model.config))
     qa = sample.qa[0]

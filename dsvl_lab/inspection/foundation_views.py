@@ -14,6 +14,7 @@ import torch
 from ..foundation import recipe, sam, siglip
 from ..foundation.run import shipped_contrastive_siglip, shipped_encoders
 from ..foundation.step_data import to_pixels
+from ..processor import DSVLProcessor
 
 CURVE_KEYS = {"lm": "heldout_perplexity", "siglip": "retrieval_top1", "sam": "heldout_texture_miou"}
 TEXTURE_COLORS = np.array([[255, 255, 255], [214, 39, 40], [31, 119, 180], [44, 160, 44]], dtype=np.uint8)
@@ -47,7 +48,8 @@ def texture_probe_views(size: str = "tiny", n_show: int = 4, train_images: int =
     config = recipe.reference_config(size)
     encoder, low = shipped_encoders(size)
     image_size, grid = config.sam.image_size, config.token_grid
-    train = sam.build_dense(sam.dense_jobs(range(10**6, 10**6 + train_images), image_size, fine_share=1.0), "probe pool")
+    train = sam.build_dense(sam.dense_jobs(range(10**6, 10**6 + train_images), image_size, fine_share=1.0),
+                            "probe pool")
     heldout = sam.heldout_fine(heldout_images, image_size)
     cells = train["labels"].shape[-1] // grid
     views: dict[str, Any] = {"images": heldout["images"][:n_show], "labels": heldout["labels"][:n_show], "miou": {}}
@@ -86,8 +88,6 @@ def plot_texture_probe(views: dict[str, Any], panel: float = 2.0):
 
 def retrieval_examples(size: str = "tiny", n_show: int = 4, k: int = 3) -> list[dict[str, Any]]:
     """For held-out coarse images: the true caption and the top-k of 100 candidates, with scores."""
-    from ..processor import DSVLProcessor
-
     config = recipe.reference_config(size)
     module = shipped_contrastive_siglip(size)
     pairs = siglip.heldout_pairs(siglip.RETRIEVAL_CANDIDATES, config.sam.image_size, config.siglip.image_size)
@@ -99,7 +99,8 @@ def retrieval_examples(size: str = "tiny", n_show: int = 4, k: int = 3) -> list[
     for i in range(n_show):
         top = scores[i].topk(k)
         examples.append({"image": pairs["images"][i].numpy(), "truth": pairs["captions"][i],
-                         "top": [(pairs["captions"][j], float(s), j == i) for s, j in zip(top.values, top.indices.tolist())]})
+                         "top": [(pairs["captions"][j], float(s), j == i)
+                                 for s, j in zip(top.values, top.indices.tolist())]})
     return examples
 
 

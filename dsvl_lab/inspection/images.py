@@ -27,6 +27,9 @@ import numpy as np
 import torch
 
 from ..config import DSVLConfig
+from ..data.jsonl import contact_sheet
+from ..model.vision import resize_antialiased
+from ..processor import MIN_IMAGE_SIDE, load_image, pad_to_square, resize_longer_side, to_tensor
 
 
 # ============================================================================ the two views of a photo
@@ -48,9 +51,6 @@ def hybrid_views(image, config: DSVLConfig) -> tuple[torch.Tensor, torch.Tensor]
     what the model derives from it inside ``VisionModel`` (antialiased bilinear resize to SigLIP's
     size). Works without a tokenizer, so also for the released sizes.
     """
-    from ..model.vision import resize_antialiased
-    from ..processor import MIN_IMAGE_SIDE, load_image, pad_to_square, resize_longer_side, to_tensor
-
     if config.encoder != "hybrid":
         raise ValueError(f"{config.name} is not a hybrid preset (encoder={config.encoder!r}); pick a -hybrid "
                          f"preset or dsvl-7b")
@@ -108,17 +108,12 @@ def low_res_view(image, size: int) -> np.ndarray:
     ``to_tensor`` (a no-op resize when the image already has the high-res size), then the
     antialiased bilinear resize of ``VisionModel``.
     """
-    from ..model.vision import resize_antialiased
-    from ..processor import to_tensor
-
     tensor = to_tensor(image.convert("RGB"))[None]
     return resize_antialiased(tensor, size)[0].permute(1, 2, 0).numpy()
 
 
 def high_res_view(image) -> np.ndarray:
     """A PIL image as an H x W x 3 float array in [0, 1] (the processor's ``to_tensor``)."""
-    from ..processor import to_tensor
-
     return to_tensor(image.convert("RGB")).permute(1, 2, 0).numpy()
 
 
@@ -224,8 +219,6 @@ def show_contact_sheet(samples: list, out: str | os.PathLike | None = None, colu
     """
     import matplotlib
     from IPython.display import Image
-
-    from ..data.jsonl import contact_sheet
 
     temporary = out is None
     if temporary:

@@ -20,6 +20,10 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_text_atomic
+from ..foundation import from_foundation
+from ..model import DSVLModel
+from ..training.handoff import model_folder
 from .attention_trace import AttentionTrace, trace_task
 
 TRACES_DIR = Path(__file__).resolve().parents[2] / "data_samples" / "traces"
@@ -30,11 +34,7 @@ COMMAND = "python -m dsvl_lab.inspection.shipped_traces"
 
 def load_source(source: str):
     """A model from ``foundation:<preset>`` or a saved folder (a stage folder's ``model/`` is used)."""
-    from ..model import DSVLModel
-
     if source.startswith("foundation:"):
-        from ..foundation import from_foundation
-
         # The foundation model's aligner is freshly initialised: a fixed seed makes the shipped
         # foundation trace the same file on every run (it was not, before 2026-11-29).
         with torch.random.fork_rng():
@@ -43,8 +43,6 @@ def load_source(source: str):
     folder = Path(source)
     if not folder.is_dir():
         raise FileNotFoundError(f"no model folder {folder}; run the pipeline first (see README, training stages)")
-    from ..training.handoff import model_folder
-
     return DSVLModel.from_pretrained(model_folder(folder))
 
 
@@ -66,8 +64,6 @@ def make_shipped_traces(sources: dict[str, str] | None = None, out_dir: str | Pa
 
 def write_readme(out_dir: Path) -> Path:
     """The folder's README: how the traces were made and one table row per trace file found there."""
-    from ..atomic import write_text_atomic
-
     rows, files = [], sorted(out_dir.glob("*.safetensors"))
     for path in files:
         trace = AttentionTrace.load(path)
@@ -75,6 +71,7 @@ def write_readme(out_dir: Path) -> Path:
         rows.append(f"| `{path.name}` | {meta.get('source', '')} | {meta.get('family')} / {meta.get('detail')}, "
                     f"seed {meta.get('seed')} | {meta.get('prompt')} | {meta.get('answer')} | "
                     f"{', '.join(trace.layers())} | {path.stat().st_size / 1e6:.2f} MB |")
+    example_file = files[0].name if files else "foundation-chart.safetensors"
     text = f"""# Shipped attention traces
 
 Attention of the miniature models on one held-out task sample, captured from every LLM, SigLIP and
@@ -84,7 +81,7 @@ self-contained page with its static figures, for readers without a kernel.
 
 ```python
 from dsvl_lab.inspection import AttentionExplorer
-explorer = AttentionExplorer.from_trace("data_samples/traces/{files[0].name if files else 'foundation-chart.safetensors'}")
+explorer = AttentionExplorer.from_trace("data_samples/traces/{example_file}")
 explorer                              # in a notebook cell
 explorer.compare("data_samples/traces/<other>.safetensors")   # side by side
 ```

@@ -20,6 +20,8 @@ from typing import Sequence
 
 import torch
 
+from ..processor import TURN_SEPARATOR
+
 IGNORE_INDEX = -100  # the label of a position that gets no loss
 LABEL_COLORS = {"supervised": "#9be39b", "prompt": "#e6e6e6", "image": "#9cc3f0", "pad": "#ffffff"}
 SEGMENT_COLORS = {"system": "#9e9e9e", "image": "#d62728", "user": "#1f77b4", "answer": "#2ca02c"}
@@ -96,8 +98,6 @@ def token_labels(processor, input_ids: Sequence[int], image_grid: int) -> list[s
 
 def segment_map(processor, input_ids: Sequence[int], labels: Sequence[int]) -> list[str]:
     """system (BOS + system prompt) / image / user (the user turn and "Assistant:") / answer (labelled tokens)."""
-    from ..processor import TURN_SEPARATOR
-
     system_chars = len(processor.system_prompt + TURN_SEPARATOR)
     segments = []
     for i, (_, kind) in enumerate(label_tokens(processor, input_ids, labels)):

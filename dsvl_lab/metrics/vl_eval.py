@@ -1,7 +1,7 @@
 """Multimodal evaluation on fixed, held-out task samples: exact match and option perplexity.
 
 Paper: generative benchmarks are scored by exact answers, and, because small models follow
-instructions poorly before SFT, the authors also scored multiple choice by perplexity (facts 4.6:
+instructions poorly before SFT, the authors also scored multiple choice by perplexity (docs/deepseek_vl_facts.md 4.6:
 "multi-choice PPL": compute the likelihood of each option and pick the best). Both are here:
 
 - ``exact_match``: greedy generation, compared with the answer after normalisation;
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from ..constants import IGNORE_INDEX, PROMPT_FORMATS
-from ..data.stage_data import QA_PROMPT, chat_conversation, eval_seed, plain_example, qa_example
+from ..data.stage_data import QA_PROMPT, chat_conversation, eval_seed, plain_example, qa_example, world_image_size
+from ..data.tasks import generate_sample
 from ..processor import DSVLProcessor, EncodedSample
 
 
@@ -29,8 +30,6 @@ def eval_set(family: str, detail: str, n: int, image_size: int, first: int = 0) 
     A sweep gives each seed its own block of questions (``first = seed * EVAL_BLOCK``), so seeds
     sample the evaluation set too while the arms of one seed answer the very same questions.
     """
-    from ..data.tasks import generate_sample
-
     return [generate_sample(family, eval_seed(first + i), detail=detail, image_size=image_size) for i in range(n)]
 
 
@@ -152,8 +151,6 @@ def evaluate_vl(model, processor: DSVLProcessor, families=("chart", "ocr", "doc"
                 details=("coarse", "fine"), n: int = 20, image_size: int | None = None, prompt_format: str = "chat",
                 generate: bool = True, first: int = 0) -> dict[str, dict[str, float]]:
     """Scores per ``family/detail`` on fixed held-out samples, e.g. ``{"chart/coarse": {...}}``."""
-    from ..data.stage_data import world_image_size
-
     size = image_size or world_image_size(model.config)
     results = {}
     for family in families:

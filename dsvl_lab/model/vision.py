@@ -91,7 +91,8 @@ class VisionModel(nn.Module):
             if high_res_pixel_values is not None:
                 raise ValueError(
                     "a preset hybrid model takes one raw [0, 1] high-res image as pixel_values and derives the "
-                    "low-res view itself; pass only pixel_values (high_res_pixel_values is for models from convert.from_hf)"
+                    "low-res view itself; pass only pixel_values "
+                    "(high_res_pixel_values is for models from convert.from_hf)"
                 )
             high_images = pixel_values
             low_images = resize_antialiased(pixel_values, self.low.config.image_size)

@@ -14,7 +14,7 @@ The original splits this work in two classes; this package splits it by what a r
 
 What the workbench adds, because it trains and the original only ran inference:
 
-* labels for supervised fine-tuning (the original repo has no label code, facts 2.7);
+* labels for supervised fine-tuning (the original repo has no label code, docs/deepseek_vl_facts.md 2.7);
 * ``loading.py``: robust loading of real-world files (16-bit, float, CMYK, transparency, EXIF
   rotation) and clear :class:`ProcessorError` messages for bad input (truncated files,
   decompression bombs, ...);

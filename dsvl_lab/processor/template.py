@@ -1,6 +1,6 @@
 """The chat template: a conversation -> prompt text in the original's "deepseek" sft_format.
 
-The original conversation.py writes (facts 2.7)::
+The original conversation.py writes (docs/deepseek_vl_facts.md section 2.7)::
 
     {system prompt}\\n\\nUser: {question}\\n\\nAssistant: {answer}<｜end▁of▁sentence｜>User: ...
 
@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from .errors import ProcessorError
 
-# The "deepseek" sft_format of the original conversation.py (facts 2.7).
+# The "deepseek" sft_format of the original conversation.py (docs/deepseek_vl_facts.md 2.7).
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful language and vision assistant. You are able to understand the visual content "
     "that the user provides, and assist the user with a variety of tasks using natural language."

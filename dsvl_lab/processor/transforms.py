@@ -6,7 +6,7 @@ Read this file first; it is all a model needs from an image:
 2. :func:`pad_to_square`: centre it on a square of the mean colour (the original's ``expand2square``);
 3. :func:`to_tensor`: 8-bit RGB -> float32 [3, S, S] in [0, 1].
 
-:func:`preprocess` chains them. The exact arithmetic follows the original (facts 2.8), so the
+:func:`preprocess` chains them. The exact arithmetic follows the original (docs/deepseek_vl_facts.md 2.8), so the
 pixels match it bit for bit.
 
 There is no normalising step here, on purpose: each vision tower normalises its own input
@@ -39,7 +39,7 @@ def resize_longer_side(image: Image.Image, size: int, min_size: int = MIN_IMAGE_
     """Resize so the longer side is ``size``, keeping the aspect ratio.
 
     Sides are computed like the original, ``int(side / longest * size)`` (truncation; the
-    transformers port rounds instead, facts 7.1), and floored at ``min_size``. PIL's bicubic
+    transformers port rounds instead, docs/deepseek_vl_facts.md 7.1), and floored at ``min_size``. PIL's bicubic
     resize antialiases when it shrinks, as torchvision's resize of a PIL image does.
     """
     width, height = image.size

@@ -20,6 +20,10 @@ import torch
 from lightning.pytorch.callbacks import ThroughputMonitor
 
 from ..artifacts import tensor_checksum
+from ..data.lm_eval import heldout_perplexity, language_retention
+from ..metrics.vl_eval import evaluate_vl
+from ..processor import DSVLProcessor
+from .handoff import write_stage_output
 from .module import DSVLLitModule, group_of, group_sizes
 
 
@@ -76,10 +80,6 @@ class FreezeAudit(L.Callback):
 def evaluate_stage(module: DSVLLitModule, n_samples: int, details=("coarse", "fine"), language: bool = True,
                    generate: bool = True) -> dict:
     """Multimodal per-family scores plus language retention, in the stage's prompt format."""
-    from ..data.lm_eval import language_retention
-    from ..metrics.vl_eval import evaluate_vl
-    from ..processor import DSVLProcessor
-
     processor = DSVLProcessor.from_config(module.model.config)
     result = {"vl": evaluate_vl(module.model, processor, details=details, n=n_samples,
                                 prompt_format=module.spec.prompt_format, generate=generate)}
@@ -160,9 +160,6 @@ class LanguageCurve(L.Callback):
             self._measure(trainer, pl_module)
 
     def _measure(self, trainer, pl_module: DSVLLitModule) -> None:
-        from ..data.lm_eval import heldout_perplexity
-        from ..processor import DSVLProcessor
-
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad(), trainer.precision_plugin.forward_context():
@@ -196,7 +193,8 @@ class NonFiniteGuard(L.Callback):
         grads_finite = not named_grads or bool(torch.stack([torch.isfinite(g).all() for _, g in named_grads]).all())
         bad_grads = [] if grads_finite else [n for n, g in named_grads if not torch.isfinite(g).all()]
         if bad_loss or bad_grads:
-            what = f"the loss is {float(loss)}" if bad_loss else f"gradients of {len(bad_grads)} tensors are not finite (e.g. {bad_grads[0]})"
+            what = (f"the loss is {float(loss)}" if bad_loss
+                    else f"gradients of {len(bad_grads)} tensors are not finite (e.g. {bad_grads[0]})")
             last = Path(self.checkpoint_dir) / "last.ckpt" if self.checkpoint_dir else None
             kept = (f"the last good checkpoint is {last}" if last is not None and last.is_file()
                     else "no checkpoint was written before it")
@@ -268,8 +266,6 @@ class StageExport(L.Callback):
         self.folder: Path | None = None
 
     def on_fit_end(self, trainer, pl_module: DSVLLitModule) -> None:
-        from .handoff import write_stage_output
-
         if not trainer.is_global_zero:
             return
         extra = {"spec": pl_module.spec.to_dict(), "start": str(pl_module.start) if pl_module.start else None,

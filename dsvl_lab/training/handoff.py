@@ -16,8 +16,9 @@ import json
 from pathlib import Path
 
 from ..artifacts import read_card, tensor_checksum, write_card
-from ..model import DSVLModel
+from ..config import DSVLConfig
 from ..errors import InputError
+from ..model import DSVLModel
 
 CARD_NAME = "stage"  # the hand-off card: model/stage.json
 CARD = f"{CARD_NAME}.json"
@@ -46,8 +47,6 @@ def made_by(folder: str | Path, preset: str, spec: dict) -> bool:
 
 def check_stage_output(start: str | Path | None, expected_stage: str, preset: str, receiving: str) -> dict:
     """Raise HandoffError unless ``start`` holds ``expected_stage``'s output for ``preset``; return its card."""
-    from ..config import DSVLConfig
-
     if start is None:
         raise HandoffError(f"stage {receiving} continues stage {expected_stage}, but no checkpoint was given: "
                            f"pass the {expected_stage} output folder as start (dsvl-lab pipeline does this)")

@@ -14,20 +14,19 @@ The run writes into ``trainer.default_root_dir``: logs, ``checkpoints/last.ckpt`
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from contextlib import ExitStack
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
 from ..checkpoint_io import AtomicCheckpointIO
+from ..data.datamodule import DSVLDataModule
 from ..errors import RunFolderError
 from ..harness import keep_last, last_checkpoint, run_loggers
 from ..run_folder import check_resume, owned
-
-from ..data.datamodule import DSVLDataModule
+from .handoff import CARD
 from .module import DSVLLitModule
-from .run import start_key
+from .run import stage_callbacks, start_key
 from .spec import StageSpec, as_stage_spec
 
 
@@ -51,18 +50,19 @@ class StageCLI(LightningCLI):
         parser.add_argument("--eval_every", type=int, default=0, help="evaluate every N steps (0: at the end only)")
         parser.add_argument("--checkpoint_every", type=int, default=50, help="write last.ckpt every N steps")
         parser.add_argument("--fresh", type=bool, default=False,
-                            help="train afresh in a folder that already holds this stage (deletes its checkpoints/ and model/)")
+                            help="train afresh in a folder that already holds this stage "
+                                 "(deletes its checkpoints/ and model/)")
 
     def instantiate_trainer(self, **kwargs):
         """Stage length from the stage, and the stage callbacks (audit, guard, evaluation, hand-off)."""
-        from .run import stage_callbacks
-
         module: DSVLLitModule = self.model
         out = Path(self._get(self.config, "trainer.default_root_dir") or "runs/fit")
-        extra = stage_callbacks(out, module.spec, self._get(self.config, "eval_every"), self._get(self.config, "eval_samples"))
+        extra = stage_callbacks(out, module.spec, self._get(self.config, "eval_every"),
+                                self._get(self.config, "eval_samples"))
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *extra.values(),
                                keep_last(out, self._get(self.config, "checkpoint_every"), module.spec.steps)]
-        kwargs["plugins"] = [*(kwargs.get("plugins") or []), AtomicCheckpointIO()]  # a kill keeps the previous last.ckpt
+        # a kill keeps the previous last.ckpt
+        kwargs["plugins"] = [*(kwargs.get("plugins") or []), AtomicCheckpointIO()]
         if self._get(self.config, "trainer.logger") in (None, True):  # CSV always, TensorBoard when installed
             kwargs["logger"] = run_loggers(out)
         trainer = super().instantiate_trainer(**kwargs)
@@ -97,13 +97,12 @@ class StageCLI(LightningCLI):
 
 HELD = ExitStack()  # the run folder's lock, released after fit, or by main() when fit fails
 FIT_FOLDER: str | None = None  # the folder being trained, for dsvl-lab fit's Ctrl-C line
-FRESH_HINT = "pass --fresh true to train afresh (deletes its checkpoints/ and model/), or choose another --trainer.default_root_dir"
+FRESH_HINT = ("pass --fresh true to train afresh (deletes its checkpoints/ and model/), "
+              "or choose another --trainer.default_root_dir")
 
 
 def refuse_to_retrain(root: Path) -> None:
     """A folder with a finished stage or a checkpoint is resumed on request only (--ckpt_path last)."""
-    from .handoff import CARD
-
     finished, last = root / "model" / CARD, last_checkpoint(root)
     if finished.is_file() or last.is_file():
         held = "a finished stage (model/)" if finished.is_file() else "a checkpoint (checkpoints/last.ckpt)"
@@ -129,7 +128,8 @@ def main(args: list[str] | None = None, description: str = "", example: str = ""
         """jsonargparse's help, with the description and example kept as written."""
 
     examples = "".join(f"\n  {line}" for line in example.splitlines())
-    parser_kwargs = {"fit": {"description": description, "epilog": f"Examples:{examples}", "formatter_class": KeepLayout}}
+    parser_kwargs = {"fit": {"description": description, "epilog": f"Examples:{examples}",
+                             "formatter_class": KeepLayout}}
     # We pass args on purpose (dsvl-lab parsed `fit` off the command line); LightningCLI warns about it.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     with HELD:

@@ -29,8 +29,11 @@ import torch
 from torch import nn
 
 from ..config import DSVLConfig
+from ..foundation import from_foundation
+from ..foundation.recipe import size_of
 from ..harness import adamw_with_schedule, decay_groups
 from ..model import DSVLModel
+from .handoff import check_stage_output, load_stage_output
 from .spec import GROUPS, StageSpec, as_stage_spec
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "labels")
@@ -83,9 +86,6 @@ def frozen_modules(model: nn.Module) -> list[nn.Module]:
 
 def build_model(preset: str, spec: StageSpec, start: str | Path | None) -> DSVLModel:
     """The stage's starting weights: foundation, random, or the previous stage's checked output."""
-    from ..foundation import from_foundation
-    from .handoff import load_stage_output
-
     if spec.starts_from == "foundation":
         return from_foundation(preset)
     if spec.starts_from == "random":
@@ -112,12 +112,8 @@ class DSVLLitModule(L.LightningModule):
         self.config = DSVLConfig.from_name(preset)  # an unknown preset fails here, before anything trains
         self.start = start
         if self.spec.starts_from == "foundation":
-            from ..foundation.recipe import size_of
-
             size_of(preset)  # presets without shipped foundation parts fail here, saying which have them
         elif self.spec.starts_from != "random":
-            from .handoff import check_stage_output
-
             check_stage_output(start, self.spec.starts_from, preset, self.spec.name)  # fail early, not after set-up
         self.save_hyperparameters({"preset": preset, "stage": self.spec.to_dict(), "start": start})
         self.model: DSVLModel | None = None
@@ -178,4 +174,5 @@ class DSVLLitModule(L.LightningModule):
         """The stage owns its clipping (paper: 1.0 in every stage); a Trainer value, if set, wins."""
         value = gradient_clip_val if gradient_clip_val is not None else self.spec.grad_clip
         if value:
-            self.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+            self.clip_gradients(optimizer, gradient_clip_val=value,
+                                gradient_clip_algorithm=gradient_clip_algorithm or "norm")

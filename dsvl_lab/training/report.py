@@ -49,7 +49,8 @@ def markdown(report: dict) -> str:
     stages = report["stages"]
     n = next((s["evaluation"]["vl"] for s in stages if (s.get("evaluation") or {}).get("vl")), {})
     n_items = next(iter(n.values()), {}).get("n", "?")
-    lines = [f"# Pipeline report: {report['preset']}{' (smoke: a few steps, not meaningful)' if report['smoke'] else ''}",
+    lines = [f"# Pipeline report: {report['preset']}"
+             f"{' (smoke: a few steps, not meaningful)' if report['smoke'] else ''}",
              "",
              f"Held-out questions ({n_items} per family and detail, evaluation seeds never drawn in training), "
              "scored by option likelihood (the paper's multiple-choice PPL): accuracy, with chance beside it. "

@@ -18,15 +18,20 @@ from typing import Sequence
 
 import lightning as L
 
+from ..artifacts import read_metrics
 from ..data.datamodule import DSVLDataModule, MixtureLogger
+from ..foundation.recipe import FoundationError, size_of
 from ..harness import fit_resumable, make_trainer, resume_point
 from ..run_folder import owned
 from .callbacks import FlopsThroughput, FreezeAudit, LanguageCurve, NonFiniteGuard, StageEvaluation, StageExport
+from .handoff import made_by
 from .module import DSVLLitModule
+from .report import write_report
 from .spec import STAGE_NAMES, StageSpec, as_stage_spec, stage_spec
 
 SMOKE_STEPS = 3
-DEMO_EVAL_SAMPLES = 40  # held-out questions per family and detail: with 20, one run to the next moves a family by 0.1-0.2
+# held-out questions per family and detail: with 20, one run to the next moves a family by 0.1-0.2
+DEMO_EVAL_SAMPLES = 40
 
 
 @dataclass
@@ -109,14 +114,12 @@ def train_stage_in(out: Path, preset: str, spec: StageSpec, start, progress: boo
     resumed = fit_resumable(trainer, module, data, resume)
     export: StageExport = callbacks["export"]
     return StageRun(spec.name, out, export.folder or out / "model", trainer.global_step, time.perf_counter() - started,
-                    resumed, callbacks["evaluation"].final if "evaluation" in callbacks else None, callbacks["audit"].report,
-                    throughput_summary(out, module))
+                    resumed, callbacks["evaluation"].final if "evaluation" in callbacks else None,
+                    callbacks["audit"].report, throughput_summary(out, module))
 
 
 def throughput_summary(out: Path, module: DSVLLitModule) -> dict:
     """FLOPs per batch and the last window's samples/s, FLOP/s and MFU (from the CSV log)."""
-    from ..artifacts import read_metrics
-
     summary: dict = {"flops_per_batch": getattr(module, "flops_per_batch", None)}
     rows = [row for row in read_metrics(out) if "train/device/mfu" in row]
     if rows:  # ThroughputMonitor logs train/device/{samples,flops}_per_sec and train/device/mfu
@@ -139,8 +142,6 @@ def pipeline_specs(preset: str, smoke: bool = False, scale: str = "mini") -> lis
 
 
 def has_foundation(preset: str) -> bool:
-    from ..foundation.recipe import FoundationError, size_of
-
     try:
         size_of(preset)
         return True
@@ -148,8 +149,8 @@ def has_foundation(preset: str) -> bool:
         return False
 
 
-def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bool = True, eval_samples: int | None = None,
-                 stages: Sequence[StageSpec] | None = None, **stage_options) -> dict:
+def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bool = True,
+                 eval_samples: int | None = None, stages: Sequence[StageSpec] | None = None, **stage_options) -> dict:
     """Stages 1 -> 2 -> 3, each continuing the previous one's checked output; the report after each.
 
     ``out`` is owned by this process meanwhile: a second pipeline on the same folder is refused.
@@ -160,8 +161,6 @@ def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bo
 
 def pipeline_in(preset: str, out: Path, smoke: bool, progress: bool, eval_samples: int | None,
                 stages: Sequence[StageSpec] | None, **stage_options) -> dict:
-    from .report import write_report
-
     specs = list(stages) if stages is not None else pipeline_specs(preset, smoke)
     eval_samples = eval_samples or (2 if smoke else DEMO_EVAL_SAMPLES)
     report = {"preset": preset, "smoke": smoke, "stages": []}
@@ -192,8 +191,6 @@ def earlier_entries(out: Path) -> dict[str, dict]:
 
 def finished_stage(folder: Path, spec: StageSpec, preset: str, earlier: dict[str, dict]) -> dict | None:
     """The report entry of a stage already finished in ``folder`` with the same spec, else None."""
-    from .handoff import made_by
-
     return earlier.get(spec.name) if made_by(folder, preset, spec.to_dict()) else None
 
 

@@ -1,6 +1,6 @@
 """A training stage as data: ``StageSpec``, the paper's three stages and their CPU miniatures.
 
-Paper (section 3.2, Table 4; facts sheet 4.1-4.2):
+Paper (section 3.2, Table 4; docs/deepseek_vl_facts.md sections 4.1-4.2):
 
 ============  =====================  ===========================  ===================================
 stage         trains                 data                         lr / schedule / warm-up / steps
@@ -36,6 +36,7 @@ from ..constants import PROMPT_FORMATS
 from ..data.stage_data import STAGE_DATA_PRESETS, StageData
 from ..errors import InputError
 from ..harness.schedule import KINDS, lr_factor
+from ..yaml_files import read_yaml
 
 # The component groups a stage can train, each with the module prefixes it covers inside DSVLModel.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -94,7 +95,8 @@ class StageSpec:
     schedule: str = "cosine"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1  # cosine floor: not given by the paper (UNVERIFIED)
-    step_milestones: tuple[float, ...] = (0.8, 0.9)  # DeepSeek-LLM's step schedule; the VL paper gives none (UNVERIFIED)
+    # DeepSeek-LLM's step schedule; the VL paper gives none (UNVERIFIED)
+    step_milestones: tuple[float, ...] = (0.8, 0.9)
     step_gamma: float = 0.316
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
@@ -137,8 +139,6 @@ class StageSpec:
         ``dsvl-lab fit`` reads the pieces through LightningCLI; this reader is for notebooks and checks,
         and names the file (and line) in every error.
         """
-        from ..yaml_files import read_yaml
-
         data = read_yaml(path)
         if isinstance(data, dict) and "model" in data:  # a LightningCLI piece
             model = data["model"]
@@ -252,7 +252,8 @@ def paper_stage(name: str, size: str = "7b") -> StageSpec:
     data = STAGE_DATA_PRESETS
     specs = {
         "stage1_adaptor": StageSpec(
-            "stage1_adaptor", ADAPTOR, 1e-3, 15000, dataclasses.replace(data["stage1_adaptor"], seq_len=512, batch_size=256),
+            "stage1_adaptor", ADAPTOR, 1e-3, 15000,
+            dataclasses.replace(data["stage1_adaptor"], seq_len=512, batch_size=256),
             starts_from="foundation", schedule="cosine", warmup_steps=128),
         "stage2_joint": StageSpec(
             "stage2_joint", ADAPTOR + ("language_model",), 4.2e-5 if size == "7b" else 3e-5,
@@ -272,24 +273,12 @@ def paper_stage(name: str, size: str = "7b") -> StageSpec:
     return specs[name]
 
 
-# The miniature recipe: the paper's structure (what trains, schedules, mixtures, warm-ups) with
-# lengths and learning rates for a few CPU minutes on dsvl-tiny-*. Learning rates are our choice, not
-# the paper's: the paper's stage-2/3 rates are 1-10% of its LLM's pretraining rate, which in a few
-# hundred steps teaches a tiny model almost nothing. Measured on dsvl-tiny-hybrid (README "Training
-# stages"): stage 2/3 at 3e-4/2e-4 ended with coarse option accuracy doc 1.00, scene 1.00, screen 0.40,
-# chart 0.40, ocr 0.25; at 1e-3/5e-4 (kept) doc 1.00, scene 0.95, chart 0.55, screen 0.30, ocr 0.25.
+# The miniature recipe: the paper's structure (what trains, schedules, mixtures, warm-ups) with lengths
+# and learning rates for a few CPU minutes on dsvl-tiny-*; the rates are ours, chosen by measurement
+# (docs/lab_log.md, "Learning rates of the miniature stages").
 MINI_STEPS = {"stage1_adaptor": 150, "stage2_joint": 400, "stage3_sft": 400}
-# Stage 3's SigLIP tower trains at a tenth of the stage's rate. The raised rates above are for the
-# tiny LLM, which must learn in a few hundred steps; the tower is already pretrained on this world
-# (contrastively, foundation models) and at the LLM's 5e-4 it forgets what it learned there. The
-# paper's own SFT rate (2e-5, one rate for every group) is no guide at our lengths. Measured on
-# dsvl-tiny-hybrid (2026-11-29), stage 3 from the same stage-2 checkpoint, coarse option accuracy on
-# 40 held-out questions (chart chance 0.34, others 0.25), 300 steps -- SigLIP at 5e-4: chart 0.57,
-# ocr 1.00, doc 1.00, screen 1.00, scene 0.80; at 5e-5: 0.80, 1.00, 1.00, 0.93, 0.90; at 2e-5: 0.75,
-# 1.00, 1.00, 0.80, 0.88. The shipped SigLIP names a chart's leader zero-shot 0.95-0.99 of the time
-# (bar, line, pie), so the chart failure was forgetting, not a tower that never knew. 400 steps
-# (kept; about 50 s more) at 5e-5, 160 held-out questions: chart 0.79 (chance 0.32) against 0.65 at
-# 300, screen 0.93, scene 1.00, ocr and doc 1.00; fine screen 0.95 against 0.50.
+# Stage 3's SigLIP tower trains at a tenth of the stage's rate: at the tiny LLM's raised rate it forgets
+# its pretraining (docs/lab_log.md, "Stage 3's SigLIP tower").
 MINI_SIGLIP_SFT_FACTOR = 0.1
 
 
@@ -336,7 +325,8 @@ def stage_yaml(name: str, scale: str = "mini") -> str:
 
     spec = json.loads(json.dumps(stage_spec(name, scale).to_dict()))  # tuples -> lists
     return (f"# {name} ({scale}): written by `python -m dsvl_lab.training.spec` from stage_spec({name!r}, {scale!r});\n"
-            f"# tests/test_training.py checks that the two agree.\n" + yaml.safe_dump({"model": {"stage": spec}}, sort_keys=False))
+            f"# tests/test_training.py checks that the two agree.\n"
+            + yaml.safe_dump({"model": {"stage": spec}}, sort_keys=False))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ Everything is importable from ``dsvl_lab.ablations.runner`` directly.
 """
 from __future__ import annotations
 
-from .evaluation import autocast_as_trained, evaluate_stage_output, foundation_language, stage_summary
+from .evaluation import evaluate_stage_output, foundation_language, stage_summary
 from .folders import ERROR, RESULT, RUN_CARD, read_json, record_failure, run_status, stage_folder, write_run_card
 from .local import clock, elapsed, estimate_left, fail_downstream, ready_chains, run_local
 from .plan import (Chain, StageNode, SweepPlan, build_chains, build_tree, describe, descendants_runs, plan_sweep,
@@ -52,7 +52,7 @@ __all__ = [
     "run_sweep", "plan_sweep", "describe", "load_run_model", "execute_chain", "SweepPlan", "Chain", "StageNode",
     "RESULT", "ERROR", "RUN_CARD", "read_json", "run_status", "stage_folder", "run_payload", "build_tree",
     "build_chains", "descendants_runs", "record_failure", "write_run_card", "evaluate_stage_output",
-    "autocast_as_trained", "foundation_language", "stage_summary", "train_and_evaluate", "train_node",
+    "foundation_language", "stage_summary", "train_and_evaluate", "train_node",
     "evaluate_run", "evaluate_run_in", "run_local", "ready_chains", "fail_downstream", "estimate_left",
     "elapsed", "clock", "prepare_root", "default_jobs", "reuse_stages", "sweep_in",
 ]

@@ -9,6 +9,16 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import torch
+
+from ...artifacts import read_metrics
+from ...data.lm_eval import language_retention
+from ...foundation.recipe import FoundationError
+from ...foundation.run import from_foundation
+from ...harness import autocast_for
+from ...metrics.vl_eval import evaluate_vl
+from ...processor import DSVLProcessor
+from ...training.handoff import load_stage_output, model_folder, stage_card
 from ..spec import EVAL_BLOCK
 from .folders import read_json
 
@@ -16,18 +26,11 @@ from .folders import read_json
 def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dict, seed: int,
                           precision: str = "32-true") -> dict[str, float]:
     """Option accuracy per ``family/detail``, their means per detail, and language retention."""
-    import torch
-
-    from ...data.lm_eval import language_retention
-    from ...metrics.vl_eval import evaluate_vl
-    from ...processor import DSVLProcessor
-    from ...training.handoff import load_stage_output, model_folder, stage_card
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_stage_output(folder, stage, preset, receiving="evaluation").to(device).eval()  # checksum checked
     processor = DSVLProcessor.from_config(model.config)
     prompt_format = stage_card(model_folder(folder))["spec"]["prompt_format"]
-    with torch.no_grad(), autocast_as_trained(device, precision):
+    with torch.no_grad(), autocast_for(precision, device):  # as the run trained
         scores = evaluate_vl(model, processor, families=evaluation["families"], details=evaluation["details"],
                              n=evaluation["samples"], prompt_format=prompt_format,
                              generate=evaluation["generate"], first=seed * EVAL_BLOCK)
@@ -51,37 +54,21 @@ def evaluate_stage_output(folder: Path, stage: str, preset: str, evaluation: dic
     return {key: round(float(value), 6) for key, value in metrics.items()}
 
 
-def autocast_as_trained(device: str, precision: str):
-    """Autocast as in training (Lightning's bf16-mixed / 16-mixed); none in fp32."""
-    import torch
-
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    return torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
 @functools.lru_cache(maxsize=4)
 def foundation_language(preset: str, precision: str, device: str) -> dict | None:
     """Held-out perplexity and cloze of the shipped foundation LM a run of ``preset`` starts from (the
     LLM that stage 1 leaves frozen), measured as the runs are; None for presets without one (micro)."""
-    import torch
-
-    from ...data.lm_eval import language_retention
-    from ...foundation.recipe import FoundationError
-    from ...foundation.run import from_foundation
-    from ...processor import DSVLProcessor
-
     try:
         model = from_foundation(preset).to(device).eval()
     except FoundationError:
         return None
-    with torch.no_grad(), autocast_as_trained(device, precision):
+    with torch.no_grad(), autocast_for(precision, device):
         return language_retention(model, DSVLProcessor.from_config(model.config))
 
 
 def stage_summary(folder: Path) -> dict:
-    """Steps, wall seconds (all invocations) and the logged curves (train/, val/ and lang/) of one stage, for curves and costs."""
-    from ...artifacts import read_metrics
-
+    """Steps, wall seconds (all invocations) and the logged curves (train/, val/ and lang/) of one stage, for curves
+    and costs."""
     timing = read_json(folder / "timing.json") or {"invocations": []}
     rows = read_metrics(folder)
     curves: dict[str, list] = {}

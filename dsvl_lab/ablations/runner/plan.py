@@ -63,7 +63,8 @@ def build_tree(runs: list[RunPlan], root: Path) -> list[StageNode]:
         for k, stage in enumerate(run.stages):
             key = run.prefix_key(k)
             if key not in nodes:
-                nodes[key] = StageNode(key, stage_folder(root, run, k), run.preset, run.precision, stage.to_dict(), parent)
+                nodes[key] = StageNode(key, stage_folder(root, run, k), run.preset, run.precision, stage.to_dict(),
+                                       parent)
                 if parent is not None:
                     parent.children.append(nodes[key])
             parent = nodes[key]

@@ -11,7 +11,8 @@ from typing import Callable
 
 from ...atomic import write_text_atomic
 from ...run_folder import LOCK, owned
-from ...training.handoff import made_by
+from ...training.handoff import load_stage_output, made_by
+from ..slurm import run_submitit
 from ..spec import SweepSpec
 from .folders import stage_folder
 from .local import run_local
@@ -79,19 +80,16 @@ def sweep_in(plan: SweepPlan, jobs: int | None, executor: str, slurm: dict | Non
     if executor == "local":
         run_local(plan, todo, jobs or default_jobs(), say)
     else:
-        from ..slurm import run_submitit
-
         run_submitit(plan, todo, executor, {**spec.slurm, **(slurm or {})}, say)
     status = plan.status()
     failed = [name for name, s in status.items() if s == "failed"]
     say(f"study {spec.study}: {sum(s == 'done' for s in status.values())}/{len(status)} runs done"
-        + (f"; failed: {', '.join(failed)} (see runs/<run>/error.json; run the command again to retry)" if failed else ""))
+        + (f"; failed: {', '.join(failed)} (see runs/<run>/error.json; run the command again to retry)"
+           if failed else ""))
 
 
 def load_run_model(plan: SweepPlan, arm: str, seed: int, stage: str | None = None):
     """The trained model of one run (its last stage, or ``stage``), checked against its hand-off card."""
-    from ...training.handoff import load_stage_output
-
     run = next((r for r in plan.runs if r.arm == arm and r.seed == seed), None)
     if run is None:
         raise KeyError(f"no run {arm} seed {seed} in study {plan.spec.study}; arms {list(plan.spec.arms)}")

@@ -15,7 +15,8 @@ from pathlib import Path
 from ...atomic import write_json_atomic
 from ...run_folder import owned
 from ...training.handoff import made_by
-from ...training.run import SMOKE_STEPS
+from ...training.run import SMOKE_STEPS, run_stage
+from ...training.spec import StageSpec
 from .evaluation import evaluate_stage_output, stage_summary
 from .folders import ERROR, RESULT, read_json, record_failure, write_run_card
 
@@ -70,9 +71,6 @@ def train_and_evaluate(payload: dict) -> dict:
 
 def train_node(node: dict) -> None:
     """One stage, unless its output is already there; resumes from its last checkpoint."""
-    from ...training.run import run_stage
-    from ...training.spec import StageSpec
-
     folder = Path(node["folder"])
     if made_by(folder, node["preset"], node["spec"]):
         print(f"{folder.name}: already trained, reused", flush=True)

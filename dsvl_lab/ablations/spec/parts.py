@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config import shown
+from ...data.tasks import FAMILIES
 from ...training.spec import is_int, is_number
 from .errors import SweepConfigError
 
@@ -32,8 +33,6 @@ class Evaluation:
     after: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        from ...data.tasks import FAMILIES
-
         for name in ("families", "details", "after"):
             if not isinstance(getattr(self, name), (list, tuple)):
                 raise SweepConfigError(f"must be a list, got {shown(getattr(self, name))}",

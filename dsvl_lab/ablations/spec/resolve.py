@@ -13,7 +13,7 @@ from typing import Any
 
 from ...config import DSVLConfig, variant_name
 from ...data.stage_data import OMITTED_AT_DEFAULT
-from ...training.run import SMOKE_STEPS
+from ...training.run import SMOKE_STEPS, has_foundation
 from ...training.spec import SPEC_OMITTED_AT_DEFAULT, STAGE_NAMES, StageSpec, stage_spec
 from .errors import SweepConfigError, suggest
 from .parts import Evaluation
@@ -101,8 +101,6 @@ def check_chain(stages: list[StageSpec]) -> None:
 
 def smoke_version(preset: str, stages: dict[str, dict], evaluation: dict) -> tuple[str, dict, dict]:
     """The machinery in seconds: micro presets, 3 steps of batch 4 a stage, 2 questions, no text eval."""
-    from ...training.run import has_foundation
-
     for size in ("-tiny-", "-small-", "-1.3b-", "-7b-"):
         preset = preset.replace(size, "-micro-", 1)
     for stage in stages.values():

@@ -15,6 +15,7 @@ from typing import Any
 from ...config import shown, type_name
 from ...errors import InputError
 from ...training.spec import StageConfigError, is_int, is_number
+from ...yaml_files import read_yaml
 from .errors import SweepConfigError, suggest
 from .parts import Claim, Fraction, Measure, Trend
 from .resolve import resolve_run
@@ -47,8 +48,6 @@ class SweepSpec:
     @classmethod
     def load(cls, path: str | Path) -> "SweepSpec":
         """Read and validate a sweep.yaml; every problem is a SweepConfigError naming the file and key."""
-        from ...yaml_files import read_yaml
-
         path = Path(path)
         if not path.is_file():
             raise SweepConfigError("no such sweep file; studies live in ablations/<study>/sweep.yaml", source=path)

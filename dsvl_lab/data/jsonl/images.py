@@ -63,7 +63,9 @@ def image_header_size(path: Path, max_image_pixels: int) -> tuple[int, int]:
 
 def decode_image(path: Path, max_image_pixels: int) -> Image.Image:
     """Decode with the processor's safe loader (EXIF rotation, 16-bit, transparency, truncated files)."""
-    from ...processor import ProcessorError, load_image  # imports torch: only when images are decoded
+    # Imported here, not at the top: the processor package imports torch (about 1.5 s), which
+    # `dsvl-lab data preview` / `export` never need: only a check that decodes an image pays for it.
+    from ...processor import ProcessorError, load_image
 
     try:
         return load_image(path, max_image_pixels=max_image_pixels)
