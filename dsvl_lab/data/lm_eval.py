@@ -394,6 +394,6 @@ def language_retention(model: torch.nn.Module, processor: Any, n_cloze: int = 10
     """
     heldout = evaluation_texts()
     words = build_cloze(heldout, n_cloze, 4, seed, kind="word")
-    return {"perplexity": perplexity(model, processor, heldout, DEFAULT_MAX_LENGTH, batch_size),
+    return {"perplexity": heldout_perplexity(model, processor, batch_size),
             "cloze_accuracy": score_cloze(model, processor, words, 2 * batch_size),
             "cloze_chance": chance_level(4), "cloze_items": len(words)}

@@ -17,7 +17,7 @@ import torch
 
 from ..config import DSVLConfig
 from ..errors import InputError
-from ..harness import adamw_with_schedule, decay_groups
+from ..harness import DEFAULT_PRECISION, adamw_with_schedule, decay_groups
 
 FOUNDATION_DIR = Path(__file__).resolve().parents[2] / "data_samples" / "foundation"
 SIZES = ("tiny", "small")
@@ -47,7 +47,7 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
     seed: int = 0
-    precision: str = "bf16-mixed"  # CPU bf16 matmuls are ~4x faster here (docs/miniature_sizing.md)
+    precision: str = DEFAULT_PRECISION  # the harness default: bf16-mixed (docs/miniature_sizing.md)
     val_every: int = 100  # steps between the learning-curve points
     extra: dict[str, Any] = field(default_factory=dict)  # part-specific knobs (pool sizes, seq_len, ...)
 
