@@ -65,3 +65,21 @@ def make_batch(config: DSVLConfig, batch: int = 2, text_len: int = 7, pad_first:
 def micro_model(request) -> DSVLModel:
     torch.manual_seed(0)
     return randomize_(DSVLModel.from_name(request.param)).eval()
+
+
+# An original config.json in the release's shape, shared by test_checkpoints and test_input_checks
+# (fields from docs/deepseek_vl_facts.md; not the verbatim file).
+ORIGINAL_7B = {
+    "model_type": "multi_modality",
+    "aligner_config": {"cls": "MlpProjector", "params": {
+        "depth": 2, "input_dim": 1024, "n_embed": 4096, "projector_type": "low_high_hybrid_split_mlp_gelu"}},
+    "language_config": {"max_position_embeddings": 16384, "model_type": "llama", "num_hidden_layers": 30,
+                        "torch_dtype": "float16", "vocab_size": 102400},
+    "vision_config": {"cls": "HybridVisionTower", "params": {
+        "concat_type": "tuple", "freeze_high": True, "freeze_low": True,
+        "high_res_cfg": {"image_size": 1024, "model_name": "sam_b_downsample", "select_layer": -1,
+                         "pixel_mean": [0.48145466, 0.4578275, 0.40821073],
+                         "pixel_std": [0.26862954, 0.26130258, 0.27577711]},
+        "low_res_cfg": {"image_size": 384, "model_name": "siglip_large_patch16_384", "select_layer": -1,
+                        "pixel_mean": [0.5, 0.5, 0.5], "pixel_std": [0.5, 0.5, 0.5]}}},
+}

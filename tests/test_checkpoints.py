@@ -12,7 +12,7 @@ from dsvl_lab.config import DSVLConfig
 from dsvl_lab.errors import ConfigError
 from dsvl_lab.model import DSVLModel
 
-from conftest import make_batch, randomize_
+from conftest import ORIGINAL_7B, make_batch, randomize_
 
 
 def logits(model, batch):
@@ -95,25 +95,8 @@ def test_original_key_names_follow_the_facts_sheet():
     assert "vision_model.vision_tower.pos_embed" in keys_13 and "aligner.layers.2.weight" in keys_13
 
 
-# An original config.json in the release's shape (fields from docs/deepseek_vl_facts.md; not the verbatim file).
-HYBRID_7B = {
-    "model_type": "multi_modality",
-    "aligner_config": {"cls": "MlpProjector", "params": {
-        "depth": 2, "input_dim": 1024, "n_embed": 4096, "projector_type": "low_high_hybrid_split_mlp_gelu"}},
-    "language_config": {"max_position_embeddings": 16384, "model_type": "llama", "num_hidden_layers": 30,
-                        "torch_dtype": "float16", "vocab_size": 102400},
-    "vision_config": {"cls": "HybridVisionTower", "params": {
-        "concat_type": "tuple", "freeze_high": True, "freeze_low": True,
-        "high_res_cfg": {"image_size": 1024, "model_name": "sam_b_downsample", "select_layer": -1,
-                         "pixel_mean": [0.48145466, 0.4578275, 0.40821073],
-                         "pixel_std": [0.26862954, 0.26130258, 0.27577711]},
-        "low_res_cfg": {"image_size": 384, "model_name": "siglip_large_patch16_384", "select_layer": -1,
-                        "pixel_mean": [0.5, 0.5, 0.5], "pixel_std": [0.5, 0.5, 0.5]}}},
-}
-
-
 def test_release_like_original_config_parses_to_the_7b_layout():
-    config = convert.config_from_original(HYBRID_7B)
+    config = convert.config_from_original(ORIGINAL_7B)
     with torch.device("meta"):
         assert DSVLModel(config).num_params() == 7_331_390_721
     assert config.llm == DSVLConfig.from_name("dsvl-7b").llm
@@ -245,7 +228,7 @@ def test_original_select_layer_is_refused_when_unusable_and_ignored_for_sam():
         assert error.value.key == "vision_config.params.select_layer" and words in error.value.problem
     with pytest.raises(ConfigError, match="did you mean 'select_layer'"):
         convert.config_from_original(original_13b({"select_layr": -2}))
-    hybrid = json.loads(json.dumps(HYBRID_7B))
+    hybrid = json.loads(json.dumps(ORIGINAL_7B))
     hybrid["vision_config"]["params"]["high_res_cfg"]["select_layer"] = -5  # create_sam_vit never reads it
     assert convert.config_from_original(hybrid).sam.depth == 12
 

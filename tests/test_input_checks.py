@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import ORIGINAL_7B
 from dsvl_lab import convert
 from dsvl_lab.ablations import SweepConfigError, SweepSpec
 from dsvl_lab.cli import main
@@ -46,21 +47,6 @@ def model_folders(tmp_path_factory):
     return {fmt: root / fmt for fmt in ("ours", "hf", "original")}
 
 
-# An original config.json in the release's shape (as in test_checkpoints; not the verbatim file).
-ORIGINAL_7B = {
-    "model_type": "multi_modality",
-    "aligner_config": {"cls": "MlpProjector", "params": {
-        "depth": 2, "input_dim": 1024, "n_embed": 4096, "projector_type": "low_high_hybrid_split_mlp_gelu"}},
-    "language_config": {"max_position_embeddings": 16384, "model_type": "llama", "num_hidden_layers": 30,
-                        "torch_dtype": "float16", "vocab_size": 102400},
-    "vision_config": {"cls": "HybridVisionTower", "params": {
-        "concat_type": "tuple", "freeze_high": True, "freeze_low": True,
-        "high_res_cfg": {"image_size": 1024, "model_name": "sam_b_downsample", "select_layer": -1,
-                         "pixel_mean": [0.48145466, 0.4578275, 0.40821073],
-                         "pixel_std": [0.26862954, 0.26130258, 0.27577711]},
-        "low_res_cfg": {"image_size": 384, "model_name": "siglip_large_patch16_384", "select_layer": -1,
-                        "pixel_mean": [0.5, 0.5, 0.5], "pixel_std": [0.5, 0.5, 0.5]}}},
-}
 CONFIG_FILE = {"ours": "dsvl_config.json", "hf": "config.json", "original": "config.json"}
 
 
