@@ -33,6 +33,7 @@ from .common import (COMMANDS, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, arg, is_u
 # Importing the groups registers their subcommands; this order is the order `dsvl-lab --help` lists them.
 from . import model_commands, data_commands, trace_commands  # noqa: F401
 from . import training_commands, study_commands, chat_commands  # noqa: F401
+from . import accounting_commands  # noqa: F401
 from .training_commands import run_fit
 
 __all__ = ["COMMANDS", "CLIError", "arg", "build_parser", "main", "subcommand"]

@@ -1,0 +1,142 @@
+"""Accounting: ``flops`` (analytic FLOPs per component and stage, and the paper's runs in A100-days)
+and ``memory`` (weights, gradients, AdamW state and activations per stage), from
+:mod:`dsvl_lab.metrics.flops` and :mod:`dsvl_lab.metrics.memory`. Nothing is trained or allocated.
+"""
+from __future__ import annotations
+
+from .common import COUNT, EXIT_OK, arg, real_number, subcommand, whole_number
+
+# Imports of torch, the model and the libraries sit inside the command functions: the one place in
+# the package where lazy imports are justified, so that `dsvl-lab --help` answers at once.
+
+SHAPE_ARGS = [
+    arg("--preset", default="dsvl-7b", help="model preset (default dsvl-7b; see dsvl-lab presets)"),
+    arg("--stage", default="stage2_joint",
+        help="stage1_adaptor, stage2_joint or stage3_sft: decides what trains (default stage2_joint)"),
+    arg("--batch", type=COUNT, default=1, help="sequences per step (per device for memory; default 1)"),
+    arg("--seq", type=COUNT, default=4096, help="tokens per sequence, image tokens included (default 4096)"),
+    arg("--images", type=whole_number(0), default=1,
+        help="images per sequence, each g*g tokens inside --seq (default 1; 0 = a text-only batch)"),
+]
+UNITS = [(1e18, "EFLOP"), (1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP"), (1, "FLOP")]
+
+
+def flop_unit(largest: float) -> tuple[float, str]:
+    """The largest unit in which ``largest`` is at least 1."""
+    return next(((scale, name) for scale, name in UNITS if largest >= scale), UNITS[-1])
+
+
+# ============================================================================ flops
+@subcommand(
+    "flops", "analytic FLOPs of one training step per component (forward, backward), aware of what a stage freezes",
+    example="dsvl-lab flops --preset dsvl-7b --stage stage2_joint --batch 1 --seq 4096\n"
+            "dsvl-lab flops --preset dsvl-tiny-hybrid --stage stage1_adaptor --batch 16 --seq 256\n"
+            "dsvl-lab flops --paper-run --mfu 0.5          (the paper's 7B and 1.3B runs in A100-days)",
+    details="Matrix products only, 2*m*k*n each (as torch's FlopCounterMode counts them); attention over the\n"
+            "full T x T square. Backward: an activation gradient wherever something trainable lies upstream,\n"
+            "a weight gradient wherever the weight trains. Formulas: dsvl_lab/metrics/flops.py.",
+    args=SHAPE_ARGS + [
+        arg("--paper-run", action="store_true",
+            help="also cost the paper's 7B and 1.3B runs (Table 4) in FLOPs and A100-days, next to the paper's"),
+        arg("--mfu", type=real_number(0, 1, low_open=True), default=0.4,
+            help="model FLOPs utilisation for A100-days (default 0.40)"),
+        arg("--peak-tflops", type=real_number(0, low_open=True), default=312.0,
+            help="GPU peak in TFLOP/s (default 312: A100 dense bf16)"),
+    ],
+)
+def cmd_flops(args) -> int:
+    from ..config import DSVLConfig
+    from ..inspection.model_tables import print_table
+    from ..metrics.flops import stage_flops
+
+    config = DSVLConfig.from_name(args.preset)
+    rows = stage_flops(config, args.stage, args.batch, args.seq, args.images)
+    total = sum(r.total for r in rows)
+    scale, unit = flop_unit(total)
+    cells = [[r.name, r.group, "trains" if r.trainable else "frozen", *(f"{v / scale:,.3f}" for v in
+              (r.forward, r.backward_input, r.backward_weight, r.backward, r.total))] for r in rows]
+    sums = [sum(getattr(r, k) for r in rows) for k in ("forward", "backward_input", "backward_weight", "backward")]
+    cells.append(["total", "", "", *(f"{v / scale:,.3f}" for v in sums), f"{total / scale:,.3f}"])
+    print(f"{args.preset}, {args.stage}: batch {args.batch} x {args.seq} tokens, {args.images} image(s) of "
+          f"{config.num_image_tokens} tokens per sequence; {unit} per step")
+    print_table(["component", "group", "state", "forward", "bwd dx", "bwd dW", "backward", "total"], cells,
+                right=set(range(3, 8)))
+    print(f"\nbackward / forward = {sums[3] / sums[0]:.2f}; bwd dx: activation gradients, bwd dW: weight gradients.")
+    if args.paper_run:
+        print()
+        print_paper_runs(args.mfu, args.peak_tflops * 1e12, args.images)
+    return EXIT_OK
+
+
+def print_paper_runs(mfu: float, peak: float, images: int) -> None:
+    """Table 4's runs of 7B and 1.3B: FLOPs per stage and in all, in GPU-days at ``mfu``, next to the paper's."""
+    from ..inspection.model_tables import print_table
+    from ..metrics.flops import PAPER_CLUSTERS, implied_mfu, paper_run
+
+    print(f"The paper's runs (Table 4 steps x batch x sequence, {images} image(s) per sequence), at MFU "
+          f"{mfu:.0%} of {peak / 1e12:,.0f} TFLOP/s per GPU:")
+    cells = []
+    notes = []
+    for preset, cluster in PAPER_CLUSTERS.items():
+        runs = paper_run(preset, images_per_sample=images)
+        everything = sum(run.flops for run in runs)
+        for run in runs:
+            cells.append([preset, run.stage, f"{run.steps:,}", f"{run.batch:,}", f"{run.seq:,}", f"{run.flops:.3e}",
+                          f"{run.gpu_days(mfu, peak):,.0f}"])
+        cells.append([preset, "all three", "", "", "", f"{everything:.3e}",
+                      f"{everything / (peak * mfu * 86_400):,.0f}"])
+        stage2 = next(run for run in runs if run.stage == "stage2_joint")
+        notes.append(f"{preset}: paper {cluster.nodes} nodes x {cluster.gpus_per_node} A100 x {cluster.days:g} days "
+                     f"= {cluster.gpu_days:,.0f} A100-days; the FLOPs above fill them at MFU "
+                     f"{implied_mfu(stage2.flops, cluster.gpu_days, peak):.1%} (stage 2 alone) or "
+                     f"{implied_mfu(everything, cluster.gpu_days, peak):.1%} (all three stages)")
+    headers = ["model", "stage", "steps", "batch", "seq", "FLOPs", f"GPU-days @{mfu:.0%}"]
+    print_table(headers, cells, right=set(range(2, 7)))
+    print()
+    for note in notes:
+        print(note)
+    print("Stage 1's 512 tokens are read as text after the 576 image tokens; stage 2's text-only batches (70%)\n"
+          "and packing are not modelled; attention counts the full T x T square (a causal kernel skips half).")
+
+
+# ============================================================================ memory
+@subcommand(
+    "memory", "analytic memory of one training step per stage: weights, gradients, AdamW state, activations (GiB)",
+    example="dsvl-lab memory --preset dsvl-7b --stage stage2_joint --batch 1 --seq 4096 --precision bf16-mixed\n"
+            "dsvl-lab memory --preset dsvl-7b --stage stage2_joint --batch 4 --seq 4096 --checkpointing --fsdp 8",
+    details="Per trainable parameter 16 bytes (fp32) or 18 (bf16-mixed: fp32 weight, bf16 working copy, fp32\n"
+            "gradient, AdamW m and v); activations are what autograd saves, per token, calibrated against\n"
+            "measurement. Formulas: dsvl_lab/metrics/memory.py.",
+    args=SHAPE_ARGS + [
+        arg("--precision", choices=["fp32", "bf16-mixed"], default="bf16-mixed",
+            help="fp32, or bf16-mixed (autocast over fp32 weights, the trainer's default)"),
+        arg("--checkpointing", action="store_true",
+            help="activation checkpointing of every LLM layer and SigLIP block"),
+        arg("--fsdp", type=COUNT, default=1, help="FSDP (FULL_SHARD) world size sharing weights, gradients, AdamW"),
+    ],
+)
+def cmd_memory(args) -> int:
+    from ..config import DSVLConfig
+    from ..inspection.model_tables import print_table
+    from ..metrics.memory import GiB, stage_memory
+
+    config = DSVLConfig.from_name(args.preset)
+    est = stage_memory(config, args.stage, args.batch, args.seq, args.precision, args.checkpointing, args.fsdp,
+                       args.images)
+
+    unit, scale = ("GiB", GiB) if est.total >= GiB else ("MiB", 2 ** 20)  # a miniature reads better in MiB
+
+    def gib(value: int) -> str:
+        return f"{value / scale:,.3f}"
+
+    rows = [["weights", gib(est.weights)], ["gradients", gib(est.gradients)], ["AdamW state", gib(est.optimizer)],
+            ["activations", gib(est.activations)]]
+    rows += [[f"  saved: {name}", gib(value)] for name, value in est.saved.items()]
+    rows += [[f"  transient: {name}", gib(value)] for name, value in est.transient.items() if value]
+    rows += [["total (sum)", gib(est.total)], ["peak (estimate)", gib(est.peak)]]
+    print(f"{args.preset}, {args.stage}: batch {args.batch} x {args.seq} tokens per device, {args.precision}, "
+          f"checkpointing {'on' if args.checkpointing else 'off'}, FSDP world {args.fsdp}")
+    print_table(["", unit], rows, right={1})
+    print("\nactivations = saved + the larger of the loss head and a recomputed layer; peak = weights + AdamW +\n"
+          "max(activations, gradients, SAM global block): backward frees activations as it writes gradients.")
+    return EXIT_OK
