@@ -164,6 +164,8 @@ def test_smoke_sweep_finishes_every_run_and_aggregates_byte_for_byte(smoke_sweep
     assert any(line.startswith("stage3_sft,mean/fine,hybrid,2,") for line in table)
     # Each run keeps a TensorBoard log beside its CSV log.
     assert list(smoke_sweep.glob("stages/*/logs/tensorboard/events.out.tfevents.*"))
+    # The runs read their task samples from one cache beside the study, rendered before they started.
+    assert list((smoke_sweep.parent / "sample-cache").glob("v*/*/*/*.sample"))
 
 
 def test_rerun_skips_finished_runs(smoke_sweep):

@@ -20,24 +20,43 @@ from .output_files import check_output_file, is_png
     example="dsvl-lab data preview --family chart --n 8 --out preview.png\n"
             "dsvl-lab data preview --family ocr --detail fine --n 8 --out ocr-fine.png\n"
             "dsvl-lab data export --n 4 --out data_samples/tasks\n"
-            "dsvl-lab data check data_samples/tasks/samples.jsonl",
+            "dsvl-lab data check data_samples/tasks/samples.jsonl\n"
+            "dsvl-lab data cache ablations/encoder/sweep.yaml --workers 2   (pre-render a sweep's samples)\n"
+            "dsvl-lab data cache --preset dsvl-tiny-hybrid --cache runs/sample-cache   (a pipeline's)\n"
+            "dsvl-lab data cache --verify 100   |   dsvl-lab data cache --clear   (runs/sweeps/sample-cache)",
+    details="cache: the shared cache of rendered task samples (README \"The sample cache\"). With a sweep.yaml it\n"
+            "renders everything the sweep's runs still draw into <out>/sample-cache (--out as for dsvl-lab sweep,\n"
+            "default runs/sweeps; DSVL_LAB_SAMPLE_CACHE or --cache choose another folder); with --preset, what\n"
+            "dsvl-lab pipeline draws (run it with DSVL_LAB_SAMPLE_CACHE=<the folder>). --verify N compares N\n"
+            "random entries with fresh renderings; --clear deletes the folder.",
     args=[
-        arg("action", choices=["preview", "export", "check"],
-            help="preview: contact sheet PNG; export: PNGs + samples.jsonl; check: read and validate a JSONL file"),
-        arg("path", nargs="?", default=None, help="the JSONL file (check only)"),
+        arg("action", choices=["preview", "export", "check", "cache"],
+            help="preview: contact sheet PNG; export: PNGs + samples.jsonl; check: read and validate a JSONL file; "
+                 "cache: pre-render, verify or clear the sample cache"),
+        arg("path", nargs="?", default=None, help="the JSONL file (check) or a study's sweep.yaml (cache)"),
         arg("--family", action="append", default=None, help="task family (repeatable; default: all)"),
         arg("--detail", choices=["coarse", "fine", "both"], default="both", help="detail level (default both)"),
         arg("--n", type=COUNT, default=8, help="samples per family and detail level (default 8)"),
         arg("--seed", type=whole_number(0), default=0, help="first seed (default 0)"),
         arg("--image-size", type=whole_number(64, 4096), default=256,
             help="image side in pixels, 64..4096 (default 256, the tiny preset)"),
-        arg("--out", default=None, help="output PNG (preview) or folder (export)"),
+        arg("--out", default=None,
+            help="output PNG (preview) or folder (export); cache: the sweeps' root, as for dsvl-lab sweep "
+                 "(default runs/sweeps)"),
         arg("--on-bad-sample", choices=["raise", "skip"], default="raise", help="check: stop or skip (default raise)"),
         arg("--allow-outside-paths", action="store_true",
             help="check: allow image paths outside the JSONL file's folder (absolute, '..', symlinks); "
                  "only for files you trust"),
         arg("--max-image-pixels", type=int, default=None,
             help="check: refuse images with more pixels (default 64,000,000, the processor's limit)"),
+        arg("--preset", default=None, help="cache: pre-render what `dsvl-lab pipeline --preset PRESET` draws"),
+        arg("--smoke", action="store_true", help="cache: the --smoke version of the sweep or pipeline"),
+        arg("--cache", default=None, help="cache: the cache folder (default: DSVL_LAB_SAMPLE_CACHE, else "
+                                          "<out>/sample-cache for a sweep)"),
+        arg("--workers", type=COUNT, default=None, help="cache: rendering processes (default: one per core)"),
+        arg("--verify", type=whole_number(0), default=0, metavar="N",
+            help="cache: render N random entries afresh and compare them with the cache"),
+        arg("--clear", action="store_true", help="cache: delete the cache folder (every version)"),
     ],
 )
 def cmd_data(args) -> int:
@@ -55,6 +74,8 @@ def cmd_data(args) -> int:
             print(f"skipped {problem}")
         print(result.summary())
         return EXIT_OK
+    if args.action == "cache":
+        return cache_command(args)
     if args.action == "preview":  # before drawing the samples
         check_output_file(args.out or "preview.png", "--out", "PNG image", is_png)
     families = args.family or list(FAMILIES)
@@ -69,6 +90,65 @@ def cmd_data(args) -> int:
         out = jsonl.write_jsonl(samples, Path(args.out or "samples") / "samples.jsonl")
         print(f"wrote {out} and {len(samples)} images")
     return EXIT_OK
+
+
+def cache_root(args) -> Path:
+    """The cache folder of ``dsvl-lab data cache``: --cache, else DSVL_LAB_SAMPLE_CACHE, else the sweeps'
+    default ``<out>/sample-cache`` (``runs/sweeps/sample-cache``)."""
+    import os
+
+    from ..ablations.runner import sweep_cache_root
+    from ..data.sample_cache import ENV
+
+    if args.cache:
+        return Path(args.cache)
+    if args.preset and not os.environ.get(ENV):
+        raise CLIError(f"a pipeline has no default cache: name the folder with --cache DIR, then run "
+                       f"{ENV}=DIR dsvl-lab pipeline ...")
+    root = sweep_cache_root(args.out or "runs/sweeps")
+    if root is None:
+        raise CLIError(f"{ENV} is set to {os.environ[ENV]!r}: no cache; name a folder with --cache DIR")
+    return root
+
+
+def cache_command(args) -> int:
+    """``dsvl-lab data cache``: pre-render a sweep's or a pipeline's samples, verify entries, or clear."""
+    import os
+
+    from ..data import sample_cache
+
+    if args.path and args.preset:
+        raise CLIError("give a sweep.yaml or --preset, not both")
+    root = cache_root(args)
+    if args.clear:
+        entries, size = sample_cache.folder_size(root)
+        sample_cache.clear(root)
+        print(f"removed {root} ({entries} samples, {size / 1e6:.1f} MB)")
+        return EXIT_OK
+    workers = args.workers or os.cpu_count() or 1
+    cache = sample_cache.open_cache(str(root.resolve()))
+    if args.path:
+        from ..ablations import SweepSpec, plan_sweep
+        from ..ablations.runner import prebuild
+
+        prebuild(plan_sweep(SweepSpec.load(args.path), args.out or "runs/sweeps", args.smoke), root, workers)
+    elif args.preset:
+        from ..training.run import pipeline_sample_keys
+
+        stats = sample_cache.build(cache, pipeline_sample_keys(args.preset, args.smoke), workers=workers)
+        print(f"sample cache {cache.folder}: {stats['samples']} samples for the {args.preset} pipeline, "
+              f"{stats['present']} already there, {stats['rendered']} rendered")
+    if args.verify:
+        report = sample_cache.verify(cache, args.verify)
+        bad = report["mismatched"]
+        print(f"verified {report['checked']} entries against fresh renderings: "
+              + (f"{len(bad)} differ, e.g. {bad[:3]}" if bad else "all equal"))
+        if bad:
+            return 1
+    entries, size = sample_cache.folder_size(root)
+    print(f"{root}: {entries} samples, {size / 1e6:.1f} MB")
+    return EXIT_OK
+
 
 @subcommand(
     "pretrain", "pretrain a miniature foundation part: the LLM, SigLIP or SAM (Lightning run, resumable)",

@@ -20,7 +20,9 @@ from torch.utils.data import DataLoader
 from ..config import DSVLConfig
 from ..processor import DSVLProcessor
 from .corpus import evaluation_texts
-from .stage_data import EVAL_SEED_BASE, STAGE_DATA_PRESETS, StageBatches, StageData, TextStream, world_image_size
+from .sample_cache import SampleKey
+from .stage_data import (EVAL_SEED_BASE, STAGE_DATA_PRESETS, StageBatches, StageData, TextStream, image_draw_keys,
+                         world_image_size)
 
 BOOKKEEPING_KEYS = ("n_text", "n_image", "step")
 
@@ -48,6 +50,22 @@ def resolve_stage_data(stage_data: StageData | str, **overrides: Any) -> StageDa
             raise ValueError(f"unknown stage data {stage_data!r}; presets: {sorted(STAGE_DATA_PRESETS)}")
         stage_data = STAGE_DATA_PRESETS[stage_data]
     return dataclasses.replace(stage_data, **overrides) if overrides else stage_data
+
+
+def validation_data(data: StageData) -> tuple[StageData, StageData]:
+    """The stage data of the fixed validation batches: all-text and all-image, from evaluation seeds."""
+    text_data = dataclasses.replace(data, language_ratio=1.0, warmup_steps=0, group_by_modality=True,
+                                    seed=EVAL_SEED_BASE)
+    return text_data, dataclasses.replace(text_data, language_ratio=0.0)
+
+
+def stage_sample_keys(config: DSVLConfig, data: StageData, total_steps: int, val_batches: int = 2,
+                      world_size: int = 1) -> set[SampleKey]:
+    """Every task sample a ``DSVLDataModule`` with these arguments draws, training and validation
+    batches: what to pre-render into the sample cache (``sample_cache.build``) for one stage."""
+    size = data.task_image_size or world_image_size(config)
+    return (image_draw_keys(data, total_steps, size, world_size)
+            | image_draw_keys(validation_data(data)[1], val_batches, size))
 
 
 class DSVLDataModule(L.LightningDataModule):
@@ -120,9 +138,7 @@ class DSVLDataModule(L.LightningDataModule):
         if self._validation is not None:
             return self._validation
         train = self.train_batches  # also makes sure set-up ran (processor, task image size)
-        text_data = dataclasses.replace(self.data, language_ratio=1.0, warmup_steps=0, group_by_modality=True,
-                                        seed=EVAL_SEED_BASE)
-        image_data = dataclasses.replace(text_data, language_ratio=0.0)
+        text_data, image_data = validation_data(self.data)
         sources = [StageBatches(text_data, train.processor, TextStream(train.processor, evaluation_texts()),
                                 self.val_batches, train.task_image_size),
                    StageBatches(image_data, train.processor, None, self.val_batches, train.task_image_size)]

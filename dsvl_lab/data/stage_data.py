@@ -33,7 +33,8 @@ from ..processor import DSVLProcessor, EncodedSample
 from .corpus import train_texts
 from .fresh_text import fresh_train_texts
 from .mixing import WARMUP_KINDS, ModalityPlan, WarmupSchedule, draw_seed
-from .tasks import FAMILIES, generate_sample
+from .sample_cache import SampleKey, cached_sample
+from .tasks import FAMILIES
 
 EVAL_SEED_BASE = 1 << 62  # training task seeds are drawn below 2**62, evaluation seeds at and above it
 MAX_TASK_IMAGE_SIZE = 4096  # pixels a side; the largest preset draws at 1024, and 4096 is 48 MB an image
@@ -239,12 +240,36 @@ def world_image_size(config) -> int:
     return max(64, 4 * config.siglip.image_size)
 
 
-def task_sample(data: StageData, seed: int, image_size: int, rng: random.Random | None = None):
-    """One task sample for a training draw: family and detail level chosen from ``seed``."""
+def task_choice(data: StageData, seed: int, rng: random.Random | None = None) -> tuple[str, str]:
+    """The family and detail level of a training draw, chosen from ``seed`` (or from ``rng``, advanced)."""
     rng = rng or random.Random(seed)
     family = rng.choice(data.families)
     detail = "fine" if rng.random() < data.fine_share else "coarse"
-    return generate_sample(family, seed, detail=detail, image_size=image_size)
+    return family, detail
+
+
+def task_sample(data: StageData, seed: int, image_size: int, rng: random.Random | None = None):
+    """One task sample for a training draw: family and detail level chosen from ``seed``.
+
+    Read from the shared sample cache when ``DSVL_LAB_SAMPLE_CACHE`` names one (``sample_cache.py``):
+    the same pixels and text as rendering it, in a fraction of the time.
+    """
+    family, detail = task_choice(data, seed, rng)
+    return cached_sample(family, seed, detail=detail, image_size=image_size)
+
+
+def image_draw_keys(data: StageData, steps: int, image_size: int, world_size: int = 1) -> set[SampleKey]:
+    """The task samples that ``steps`` training steps of ``data`` draw (all ranks' slots): what
+    ``StageBatches`` renders, found without building a processor or a model (to pre-fill the cache)."""
+    plan, width = data.plan(world_size), data.batch_size * world_size
+    keys = set()
+    for step in range(steps):
+        for slot, modality in enumerate(plan.step_modalities(step, width)):
+            if modality == "image":
+                seed = draw_seed(data.seed, step, slot, modality)
+                family, detail = task_choice(data, seed)
+                keys.add(SampleKey(family, detail, image_size, seed))
+    return keys
 
 
 # ============================================================================ batches by step

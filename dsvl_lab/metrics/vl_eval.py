@@ -20,7 +20,7 @@ import torch
 
 from ..constants import IGNORE_INDEX, PROMPT_FORMATS
 from ..data.stage_data import QA_PROMPT, chat_conversation, eval_seed, plain_example, qa_example, world_image_size
-from ..data.tasks import generate_sample
+from ..data.sample_cache import SampleKey, cached_sample
 from ..processor import DSVLProcessor, EncodedSample
 
 
@@ -28,9 +28,16 @@ def eval_set(family: str, detail: str, n: int, image_size: int, first: int = 0) 
     """``n`` fixed evaluation samples of one family and detail level, from evaluation index ``first``.
 
     A sweep gives each seed its own block of questions (``first = seed * EVAL_BLOCK``), so seeds
-    sample the evaluation set too while the arms of one seed answer the very same questions.
+    sample the evaluation set too while the arms of one seed answer the very same questions. Read
+    from the shared sample cache when ``DSVL_LAB_SAMPLE_CACHE`` names one (``data/sample_cache.py``).
     """
-    return [generate_sample(family, eval_seed(first + i), detail=detail, image_size=image_size) for i in range(n)]
+    return [cached_sample(family, eval_seed(first + i), detail=detail, image_size=image_size) for i in range(n)]
+
+
+def eval_sample_keys(families, details, n: int, image_size: int, first: int = 0) -> set[SampleKey]:
+    """The samples ``evaluate_vl`` with these arguments reads: what to pre-render into the sample cache."""
+    return {SampleKey(family, detail, image_size, eval_seed(first + i))
+            for family in families for detail in details for i in range(n)}
 
 
 def encode_with_answer(processor: DSVLProcessor, sample, answer: str, prompt_format: str) -> EncodedSample:

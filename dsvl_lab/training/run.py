@@ -19,9 +19,13 @@ from typing import Sequence
 import lightning as L
 
 from ..artifacts import read_metrics
-from ..data.datamodule import DSVLDataModule, MixtureLogger
+from ..config import DSVLConfig
+from ..data.datamodule import DSVLDataModule, MixtureLogger, stage_sample_keys
+from ..data.stage_data import world_image_size
+from ..data.tasks import DETAILS, FAMILIES
 from ..foundation.recipe import FoundationError, size_of
 from ..harness import fit_resumable, make_trainer, resume_point
+from ..metrics.vl_eval import eval_sample_keys
 from ..run_folder import owned
 from .callbacks import FlopsThroughput, FreezeAudit, LanguageCurve, NonFiniteGuard, StageEvaluation, StageExport
 from .handoff import made_by
@@ -139,6 +143,17 @@ def pipeline_specs(preset: str, smoke: bool = False, scale: str = "mini") -> lis
                               data={"warmup_steps": min(spec.data.warmup_steps, 1), "batch_size": 4})
                  for spec in specs]
     return specs
+
+
+def pipeline_sample_keys(preset: str, smoke: bool = False, eval_samples: int | None = None) -> set:
+    """The task samples ``run_pipeline`` draws (training and validation batches, the stages' evaluation
+    sets), found without building a model: what ``dsvl-lab data cache --preset`` pre-renders."""
+    config = DSVLConfig.from_name(preset)
+    keys = set()
+    for spec in pipeline_specs(preset, smoke):
+        keys |= stage_sample_keys(config, spec.data, spec.steps)
+    n = eval_samples or (2 if smoke else DEMO_EVAL_SAMPLES)
+    return keys | eval_sample_keys(FAMILIES, DETAILS, n, world_image_size(config))
 
 
 def has_foundation(preset: str) -> bool:

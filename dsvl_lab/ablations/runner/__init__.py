@@ -10,6 +10,8 @@ Folder layout of ``<out>/<study>/`` (``<study>-smoke`` for ``--smoke``)::
                                    marker, written atomically) or error.json (why it failed)
     logs/<chain>.log               what a worker printed
 
+and ``<out>/sample-cache/``: the rendered task samples, shared by every arm, seed and study under ``<out>``.
+
 The stage trainings of one seed form a tree (identical prefixes are one node). A *chain* is a path
 of that tree that one process trains in a row, then evaluates the runs ending in it; a chain waits
 for the chain that trains its first stage's parent. The same :func:`execute_chain` runs on every
@@ -27,6 +29,7 @@ One file per step, each using only the ones above it:
 * ``evaluation.py``: measuring a trained stage (:func:`evaluate_stage_output`);
 * ``worker.py``: :func:`execute_chain`, one chain's training and evaluation;
 * ``local.py``: the local executor (:func:`run_local`); the Slurm one is ``ablations/slurm.py``;
+* ``samples.py``: the runs' shared cache of rendered task samples (:func:`prebuild`, :func:`sweep_cache_root`);
 * ``sweep.py``: :func:`run_sweep`, the whole sweep, and :func:`load_run_model`.
 
 Everything is importable from ``dsvl_lab.ablations.runner`` directly.
@@ -38,6 +41,7 @@ from .folders import ERROR, RESULT, RUN_CARD, read_json, record_failure, run_sta
 from .local import clock, elapsed, estimate_left, fail_downstream, ready_chains, run_local
 from .plan import (Chain, StageNode, SweepPlan, build_chains, build_tree, describe, descendants_runs, plan_sweep,
                    run_payload)
+from .samples import cache_for_runs, prebuild, sweep_cache_root, sweep_sample_keys
 from .sweep import default_jobs, load_run_model, prepare_root, reuse_stages, run_sweep, sweep_in
 from .worker import evaluate_run, evaluate_run_in, execute_chain, train_and_evaluate, train_node
 
@@ -55,4 +59,5 @@ __all__ = [
     "foundation_language", "stage_summary", "train_and_evaluate", "train_node",
     "evaluate_run", "evaluate_run_in", "run_local", "ready_chains", "fail_downstream", "estimate_left",
     "elapsed", "clock", "prepare_root", "default_jobs", "reuse_stages", "sweep_in",
+    "prebuild", "sweep_cache_root", "sweep_sample_keys", "cache_for_runs",
 ]

@@ -17,6 +17,7 @@ from ..spec import SweepSpec
 from .folders import stage_folder
 from .local import run_local
 from .plan import SweepPlan, plan_sweep
+from .samples import AUTO, cache_for_runs, prebuild, sweep_cache_root
 
 
 def prepare_root(plan: SweepPlan) -> None:
@@ -56,19 +57,24 @@ def reuse_stages(plan: SweepPlan, source: str | Path, say: Callable[[str], None]
 
 def run_sweep(spec: SweepSpec, out: str | Path = "runs/sweeps", smoke: bool = False, jobs: int | None = None,
               executor: str = "local", slurm: dict | None = None, say: Callable[[str], None] = print,
-              seeds: list[int] | None = None, reuse_from: str | Path | None = None) -> SweepPlan:
+              seeds: list[int] | None = None, reuse_from: str | Path | None = None,
+              sample_cache: str | Path | None = AUTO) -> SweepPlan:
     """Run every run of the study that is not done (of ``seeds`` only, if given); returns the plan.
 
     ``reuse_from``: another study's run root whose identical stage trainings are copied, not rerun.
+    ``sample_cache``: the folder of rendered task samples the runs share (``samples.py``); ``"auto"``:
+    ``DSVL_LAB_SAMPLE_CACHE`` when set, else ``<out>/sample-cache``; None or ``"off"``: none.
     """
     plan = plan_sweep(spec, out, smoke, seeds)
-    with owned(plan.root):  # one driver per study folder; its workers own the stage and run folders
-        sweep_in(plan, jobs, executor, slurm, say, reuse_from)
+    cache = sweep_cache_root(out, sample_cache)
+    # one driver per study folder; its workers own the stage and run folders and inherit the cache's name
+    with owned(plan.root), cache_for_runs(cache):
+        sweep_in(plan, jobs, executor, slurm, say, reuse_from, cache)
     return plan
 
 
 def sweep_in(plan: SweepPlan, jobs: int | None, executor: str, slurm: dict | None, say: Callable[[str], None],
-             reuse_from: str | Path | None) -> None:
+             reuse_from: str | Path | None, cache: Path | None = None) -> None:
     """The body of :func:`run_sweep`, run while the driver owns the study folder."""
     spec = plan.spec
     prepare_root(plan)
@@ -78,6 +84,8 @@ def sweep_in(plan: SweepPlan, jobs: int | None, executor: str, slurm: dict | Non
     done = sum(status == "done" for status in plan.status().values())
     say(f"study {spec.study}: {len(plan.runs)} runs, {done} already done, {len(todo)} chains to run in {plan.root}")
     if executor == "local":
+        if cache is not None and todo:  # render what the runs will draw once, on all the jobs' cores
+            prebuild(plan, cache, jobs or default_jobs(), say)
         run_local(plan, todo, jobs or default_jobs(), say)
     else:
         run_submitit(plan, todo, executor, {**spec.slurm, **(slurm or {})}, say)
