@@ -93,3 +93,12 @@ def test_cards_and_metrics_read_back_as_written(tmp_path):
     assert read_metrics(tmp_path) == [{"step": 0.0, "train/loss": 2.5}, {"step": 1.0}]
     same = {"w": torch.ones(2)}
     assert tensor_checksum(same) == tensor_checksum({"w": torch.ones(2)}) != tensor_checksum({"w": torch.zeros(2)})
+
+
+def test_precision_auto_resolves_to_what_this_machine_runs_fast_and_bad_names_are_refused():
+    from dsvl_lab.harness import fast_bf16, resolve_precision
+
+    assert resolve_precision("auto") == ("bf16-mixed" if fast_bf16() else "32-true")
+    assert resolve_precision("32-true") == "32-true"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("bf16")

@@ -14,6 +14,7 @@ import yaml
 from dsvl_lab.data.datamodule import DSVLDataModule
 from dsvl_lab.artifacts import tensor_checksum
 from dsvl_lab.model import DSVLModel
+from dsvl_lab.harness import resolve_precision
 from dsvl_lab.training import (GROUPS, STAGE_NAMES, DSVLLitModule, HandoffError, StageConfigError, group_of,
                                paper_stage, run_pipeline, run_stage, stage_spec, write_stage_output)
 from dsvl_lab.training.callbacks import NonFiniteLoss
@@ -343,6 +344,8 @@ def test_smoke_pipeline_runs_three_checked_stages_and_reports(tmp_path):
     report = run_pipeline(PRESET, tmp_path, smoke=True, progress=False, num_workers=0)
     assert [s["name"] for s in report["stages"]] == list(STAGE_NAMES)
     assert all(s["frozen_unchanged"] for s in report["stages"])
+    # precision "auto" (the default) is resolved on this machine and recorded, in the report as well
+    assert {s["precision"] for s in report["stages"]} == {resolve_precision("auto")}
     text = (tmp_path / "report.md").read_text()
     assert text == markdown(report) and "| chance |" in text
     for stage in STAGE_NAMES:

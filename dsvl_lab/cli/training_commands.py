@@ -85,6 +85,8 @@ def readable_config_error(error: Exception) -> str:
         arg("--eval-samples", type=COUNT, default=None, help="held-out questions per family and detail (default 40)"),
         arg("--num-workers", type=whole_number(0), default=1,
             help="data loader worker processes (default 1; 0 loads in the main process)"),
+        arg("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"),
+            help="training precision (default auto: bf16 autocast where bf16 matmuls are fast here, else fp32)"),
         arg("--no-progress", action="store_true", help="no progress bars (logs only)"),
     ],
 )
@@ -92,6 +94,6 @@ def cmd_pipeline(args) -> int:
     from ..training import run_pipeline
 
     run_pipeline(args.preset, args.out, smoke=args.smoke, progress=not args.no_progress,
-                 eval_samples=args.eval_samples, num_workers=args.num_workers)
+                 eval_samples=args.eval_samples, num_workers=args.num_workers, precision=args.precision)
     print("\n" + (Path(args.out) / "report.md").read_text())
     return EXIT_OK

@@ -237,7 +237,9 @@ class FlopsThroughput(ThroughputMonitor):
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if self.available_flops is None and trainer.strategy.root_device.type == "cpu":
-            self.available_flops = int(self.peak_flops or measure_peak_flops())
+            # the peak of the dtype the matmuls run in: bf16 under bf16 autocast, else fp32
+            dtype = torch.bfloat16 if str(trainer.precision).startswith("bf16") else torch.float32
+            self.available_flops = int(self.peak_flops or measure_peak_flops(dtype))
             for throughput in self._throughputs.values():
                 throughput.available_flops = self.available_flops
 

@@ -59,16 +59,19 @@ def markdown(report: dict) -> str:
              "", "## Fine detail: option accuracy", "", *table(stages, "fine", "option_accuracy"),
              "", "## Exact match of the greedy answer (coarse)", "", *table(stages, "coarse", "exact_match"),
              "", "## Stages", "",
-             "| stage | steps | time (s) | samples/s | MFU | trains | lr | language ratio | frozen unchanged |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| stage | steps | time (s) | precision | samples/s | MFU | trains | lr | language ratio "
+             "| frozen unchanged |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in stages:
         speed = s.get("throughput") or {}
         rate = f"{speed['samples_per_sec']:.1f}" if "samples_per_sec" in speed else "-"
         mfu = f"{speed['mfu']:.2f}" if "mfu" in speed else "-"
-        lines.append(f"| {s['name']} | {s['steps']} | {s['seconds']} | {rate} | {mfu} | {', '.join(s['trainable'])} | "
+        precision = s.get("precision") or "-"  # reports written before it was recorded have none
+        lines.append(f"| {s['name']} | {s['steps']} | {s['seconds']} | {precision} | {rate} | {mfu} | "
+                     f"{', '.join(s['trainable'])} | "
                      f"{learning_rates(s)} | {s['language_ratio']} | {s['frozen_unchanged']} |")
     lines += ["", "MFU: FLOPs of a step (torch's FLOP counter, measured once per modality) per second, over the "
-                  "device's peak (on a CPU: a bf16 matmul measured at the start of the stage)."]
+                  "device's peak (on a CPU: a matmul in the stage's precision, bf16 or fp32, measured at its start)."]
     return "\n".join(lines) + "\n"
 
 

@@ -24,7 +24,7 @@ from ..data.datamodule import DSVLDataModule, MixtureLogger, stage_sample_keys
 from ..data.stage_data import world_image_size
 from ..data.tasks import DETAILS, FAMILIES
 from ..foundation.recipe import FoundationError, size_of
-from ..harness import fit_resumable, make_trainer, resume_point
+from ..harness import fit_resumable, make_trainer, resolve_precision, resume_point
 from ..metrics.vl_eval import eval_sample_keys
 from ..run_folder import owned
 from .callbacks import FlopsThroughput, FreezeAudit, LanguageCurve, NonFiniteGuard, StageEvaluation, StageExport
@@ -51,6 +51,7 @@ class StageRun:
     evaluation: dict | None
     freeze_audit: dict
     throughput: dict = field(default_factory=dict)
+    precision: str = ""
 
 
 def stage_callbacks(out: Path, spec: StageSpec, eval_every: int, eval_samples: int,
@@ -109,6 +110,8 @@ def train_stage_in(out: Path, preset: str, spec: StageSpec, start, progress: boo
     module = DSVLLitModule(preset, spec, start=str(start) if start else None)  # checks the hand-off first
     data = DSVLDataModule(module.config, spec.data, total_steps=spec.steps, num_workers=num_workers)
     callbacks = stage_callbacks(out, spec, eval_every, eval_samples, language_eval, throughput)
+    # "auto" (the default): bf16 autocast where bf16 matmuls are fast, else fp32 (harness/precision.py)
+    trainer_options["precision"] = resolve_precision(trainer_options.get("precision", "auto"))
     validation = {"val_check_interval": min(val_every or max(1, spec.steps // 4), spec.steps),
                   "check_val_every_n_epoch": None,
                   "use_distributed_sampler": False}  # DSVLDataModule splits each step across ranks itself
@@ -119,7 +122,7 @@ def train_stage_in(out: Path, preset: str, spec: StageSpec, start, progress: boo
     export: StageExport = callbacks["export"]
     return StageRun(spec.name, out, export.folder or out / "model", trainer.global_step, time.perf_counter() - started,
                     resumed, callbacks["evaluation"].final if "evaluation" in callbacks else None,
-                    callbacks["audit"].report, throughput_summary(out, module))
+                    callbacks["audit"].report, throughput_summary(out, module), trainer_options["precision"])
 
 
 def throughput_summary(out: Path, module: DSVLLitModule) -> dict:
@@ -215,4 +218,5 @@ def stage_entry(run: StageRun, spec: StageSpec) -> dict:
             "language_ratio": spec.data.language_ratio, "prompt_format": spec.prompt_format,
             "model_folder": str(run.model_folder), "evaluation": run.evaluation,
             "frozen_unchanged": run.freeze_audit.get("frozen_unchanged"), "throughput": run.throughput,
+            "precision": run.precision,
             "spec": dataclasses.asdict(spec)}
