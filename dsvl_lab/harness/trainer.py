@@ -25,7 +25,9 @@ def autocast_for(precision: str, device: str = "cpu"):
     return torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-DEFAULT_PRECISION = "bf16-mixed"  # CPU bf16 matmuls are several times faster here (docs/miniature_sizing.md)
+# The foundation recipes' precision (their shipped cards): bf16 autocast, several times faster than fp32 on
+# CPUs with AMX / AVX-512 BF16 (docs/miniature_sizing.md). Stages default to "auto" (precision.py) instead.
+DEFAULT_PRECISION = "bf16-mixed"
 
 
 def last_checkpoint(out: Path) -> Path:
