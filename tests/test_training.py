@@ -413,3 +413,27 @@ def test_the_step_written_out_ends_with_the_weights_of_the_lightning_run(tmp_pat
     assert any(not torch.equal(by_hand[k], before[k]) for k in by_hand)  # the steps trained something
     # fp32: bit-identical. (Under bf16 autocast the two differ by rounding, about 1e-4 after 4 steps.)
     assert all(torch.equal(by_hand[k], by_lightning[k]) for k in by_hand)
+
+
+def test_throughput_flops_of_a_batch_are_the_analytic_count_of_its_samples():
+    from dsvl_lab.metrics.flops import step_flops
+    from dsvl_lab.training.callbacks import batch_flops
+
+    spec = micro_stage("stage2_joint")
+    module = DSVLLitModule(PRESET, spec)
+    data = DSVLDataModule(module.config, spec.data, total_steps=spec.steps, num_workers=0)
+    text, image = None, None
+    for batch in data.validation_batches():
+        if int(batch["n_image"]):
+            image = batch
+        else:
+            text = batch
+    b, t = image["input_ids"].shape
+    assert batch_flops(module, image) == step_flops(module.config, spec, b, t, 1)["total"]
+    b, t = text["input_ids"].shape
+    assert batch_flops(module, text) == step_flops(module.config, spec, b, t, 0)["total"]
+    # a mixed batch (modality grouping off): its image samples and its text samples, each counted as such
+    mixed = {**image, "n_image": 1, "pixel_values": image["pixel_values"][:1]}
+    b, t = mixed["input_ids"].shape
+    expected = step_flops(module.config, spec, 1, t, 1)["total"] + step_flops(module.config, spec, b - 1, t, 0)["total"]
+    assert batch_flops(module, mixed) == expected

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 
 from ..artifacts import tensor_checksum
 from ..data.lm_eval import heldout_perplexity, language_retention
+from ..metrics.flops import step_flops
 from ..metrics.vl_eval import evaluate_vl
 from ..processor import DSVLProcessor
 from .handoff import write_stage_output
@@ -214,12 +215,16 @@ def measure_peak_flops(dtype: torch.dtype = torch.bfloat16, size: int = 1024, re
 
 
 def batch_flops(module: DSVLLitModule, batch: dict) -> int:
-    """FLOPs of one training step (forward + backward) on ``batch``, counted by torch's FlopCounterMode."""
-    from lightning.fabric.utilities.throughput import measure_flops
-
-    loss = measure_flops(module.model, lambda: module(batch), loss_fn=lambda x: x)
-    module.model.zero_grad(set_to_none=True)  # the counted backward must not leak into training
-    return loss
+    """FLOPs of one training step (forward + backward) on ``batch``: the analytic count of
+    ``dsvl_lab.metrics.flops`` for the stage's trainable groups, equal to torch's FlopCounterMode on the
+    meta device (tests/test_accounting.py). Counting it costs nothing; running FlopCounterMode on a
+    real batch cost several seconds per stage (benchmarks/README.md, ``profile_stage.py``)."""
+    sequences, length = batch["input_ids"].shape
+    with_images = int(batch.get("n_image", sequences))  # a mixed batch holds image and text samples
+    pixels = batch.get("pixel_values")
+    per_sample = pixels.shape[0] // with_images if with_images and pixels is not None else 0
+    parts = [(with_images, per_sample), (sequences - with_images, 0)]  # [(sequences, images each)]
+    return sum(step_flops(module.config, module.spec, n, length, images)["total"] for n, images in parts if n)
 
 
 class FlopsThroughput(ThroughputMonitor):
@@ -252,8 +257,7 @@ class FlopsThroughput(ThroughputMonitor):
         for batch in datamodule.validation_batches():
             modality = "image" if int(batch["n_image"]) else "text"
             if modality not in flops and shares[modality] > 0:
-                with trainer.precision_plugin.forward_context():
-                    flops[modality] = batch_flops(pl_module, trainer.strategy.batch_to_device(batch))
+                flops[modality] = batch_flops(pl_module, batch)
         pl_module.flops_per_batch = int(text_share * flops.get("text", 0) + (1 - text_share) * flops.get("image", 0))
         pl_module.flops_per_modality = flops
 

@@ -70,8 +70,9 @@ def markdown(report: dict) -> str:
         lines.append(f"| {s['name']} | {s['steps']} | {s['seconds']} | {precision} | {rate} | {mfu} | "
                      f"{', '.join(s['trainable'])} | "
                      f"{learning_rates(s)} | {s['language_ratio']} | {s['frozen_unchanged']} |")
-    lines += ["", "MFU: FLOPs of a step (torch's FLOP counter, measured once per modality) per second, over the "
-                  "device's peak (on a CPU: a matmul in the stage's precision, bf16 or fp32, measured at its start)."]
+    lines += ["", "MFU: FLOPs of a step (the analytic count of dsvl_lab.metrics.flops, per modality) per second, "
+                  "over the device's peak (on a CPU: a matmul in the stage's precision, bf16 or fp32, "
+                  "measured at its start)."]
     return "\n".join(lines) + "\n"
 
 
