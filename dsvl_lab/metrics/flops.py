@@ -40,7 +40,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import DSVLConfig, LLMConfig, SAMConfig, SigLIPConfig
-from ..training.spec import STAGE_NAMES, paper_stage
 
 # ---------------------------------------------------------------------------------------- data types
 
@@ -225,6 +224,10 @@ def trainable_groups(stage) -> tuple[str, ...]:
     """A stage name (``stage1_adaptor``, ``stage2_joint``, ``stage3_sft``), a StageSpec or a tuple of
     groups -> the trainable groups (the paper's stages and their miniatures train the same groups)."""
     if isinstance(stage, str):
+        # Imported here, not at the top: training's callbacks import this module for their FLOP count,
+        # and importing training.spec runs training/__init__.py, which imports the callbacks.
+        from ..training.spec import STAGE_NAMES, paper_stage
+
         if stage not in STAGE_NAMES:
             raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGE_NAMES)}")
         return paper_stage(stage).trainable
@@ -353,7 +356,8 @@ class RunCost:
         return self.flops / (peak * mfu * SECONDS_PER_DAY)
 
 
-def paper_run(preset: str, stages: tuple[str, ...] = STAGE_NAMES, images_per_sample: int = 1) -> list[RunCost]:
+def paper_run(preset: str, stages: tuple[str, ...] = ("stage1_adaptor", "stage2_joint", "stage3_sft"),
+              images_per_sample: int = 1) -> list[RunCost]:
     """Table 4's runs of ``dsvl-7b`` or ``dsvl-1.3b`` (steps, batch, sequence from ``paper_stage``).
 
     Every sequence carries ``images_per_sample`` images. Stage 1's sequence length of 512 cannot hold
@@ -361,6 +365,8 @@ def paper_run(preset: str, stages: tuple[str, ...] = STAGE_NAMES, images_per_sam
     Stage 2's 70% text-only batches and its sequence packing (several samples, so perhaps several
     images, per 4096 tokens) are not modelled: the LLM's cost, which dominates, does not depend on them.
     """
+    from ..training.spec import paper_stage  # not at the top: see trainable_groups
+
     if preset not in PAPER_CLUSTERS:
         raise ValueError(f"paper runs exist for {', '.join(PAPER_CLUSTERS)}, not {preset!r}")
     config, size = DSVLConfig.from_name(preset), PAPER_CLUSTERS[preset].size
