@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 
-def train(threads: int, steps: int, preset: str, precision: str, queue) -> None:
+def train(threads: int, steps: int, preset: str, precision: str, queue, env: dict | None = None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.update(env or {})  # e.g. OMP_WAIT_POLICY: read once, when torch's OpenMP runtime starts
     import lightning as L
     import torch
 
@@ -44,11 +45,12 @@ def train(threads: int, steps: int, preset: str, precision: str, queue) -> None:
     queue.put((clock.marks[steps] - clock.marks[10], steps - 10))
 
 
-def measure(processes: int, threads: int, steps: int, preset: str, precision: str) -> float:
-    """Steps per second of all processes together."""
+def measure(processes: int, threads: int, steps: int, preset: str, precision: str, env: dict | None = None) -> float:
+    """Steps per second of all processes together (``env``: extra environment of each process)."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    workers = [context.Process(target=train, args=(threads, steps, preset, precision, queue)) for _ in range(processes)]
+    workers = [context.Process(target=train, args=(threads, steps, preset, precision, queue, env))
+               for _ in range(processes)]
     for worker in workers:
         worker.start()
     results = [queue.get() for _ in workers]
