@@ -22,10 +22,12 @@ import os
 import platform
 import statistics
 import sys
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
+import lightning as L
 import torch
 from torch.utils.benchmark import Timer
 
@@ -88,6 +90,21 @@ def block_times(step: Callable[[], None], min_run_time: float) -> list[float]:
     """Per-call seconds of each block that ``blocked_autorange`` measured."""
     timer = Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
     return list(timer.blocked_autorange(min_run_time=min_run_time).times)
+
+
+class WallClock(L.Callback):
+    """Wall clock at a fit's first training batch (the end of start-up) and at the fit's end (after
+    the stage's evaluation): what the stage benchmarks time a real stage by."""
+
+    first: float | None = None
+    end: float | None = None
+
+    def on_train_batch_start(self, *args) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def on_fit_end(self, *args) -> None:
+        self.end = time.perf_counter()
 
 
 def compare(label: str, subject: Callable, reference: Callable, subject_name: str, reference_name: str,

@@ -36,7 +36,7 @@ import tempfile  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import lightning as L  # noqa: E402
+from bench_model import WallClock  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.profilers import SimpleProfiler  # noqa: E402
 
@@ -48,16 +48,6 @@ RESULTS = Path(__file__).parent / "results"
 PHASES = ("start", "data", "forward", "backward", "optimizer", "evaluation", "logging", "other")
 EVALUATION_HOOKS = ("StageEvaluation", "LanguageCurve", "validation", "val_", "evaluation_loop")
 START_HOOKS = (".setup", ".prepare_data", ".configure_", ".on_fit_start", ".on_train_start", ".on_train_epoch_start")
-
-
-class FirstBatch(L.Callback):
-    """Marks the wall clock when the first training batch starts: the end of start-up."""
-
-    first: float | None = None
-
-    def on_train_batch_start(self, *args) -> None:
-        if self.first is None:
-            self.first = time.perf_counter()
 
 
 def phase_of(action: str) -> str | None:
@@ -93,7 +83,7 @@ def phase_seconds(profiler: SimpleProfiler, start_s: float, total_s: float) -> d
 
 def profile(preset: str, stage: str, steps: int, precision: str, num_workers: int, eval_samples: int) -> dict:
     spec = stage_spec(stage).replace(starts_from="foundation", steps=steps)
-    profiler, first = SimpleProfiler(), FirstBatch()
+    profiler, first = SimpleProfiler(), WallClock()
     with tempfile.TemporaryDirectory() as folder:
         run = run_stage(preset, spec, folder, progress=False, eval_samples=eval_samples, extra_callbacks=[first],
                         num_workers=num_workers, precision=precision, profiler=profiler,

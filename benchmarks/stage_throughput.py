@@ -27,38 +27,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
-from bench_model import machine
+from bench_model import WallClock, machine
 
 from dsvl_lab.atomic import write_json_atomic
-from dsvl_lab.data.datamodule import DSVLDataModule
 from dsvl_lab.harness import resolve_precision
-from dsvl_lab.training.module import DSVLLitModule
 from dsvl_lab.training.run import DEMO_EVAL_SAMPLES, run_stage
 from dsvl_lab.training.spec import STAGE_NAMES, stage_spec
-from dsvl_lab.training.step import training_step_by_hand
+from dsvl_lab.training.step import prepared_stage, training_step_by_hand
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-class StageClock(L.Callback):
-    """Wall clock at the first training batch and at the end of the fit (after the stage's evaluation)."""
-
-    first: float | None = None
-    end: float | None = None
-
-    def on_train_batch_start(self, *args) -> None:
-        if self.first is None:
-            self.first = time.perf_counter()
-
-    def on_fit_end(self, *args) -> None:
-        self.end = time.perf_counter()
-
-
 def stage_rate(preset: str, spec, precision: str, num_workers: int, eval_samples: int) -> float:
     """Samples/s of the real stage, first batch to the end of its evaluation."""
-    clock = StageClock()
+    clock = WallClock()
     with tempfile.TemporaryDirectory() as folder:
         run_stage(preset, spec, folder, progress=False, eval_samples=eval_samples, extra_callbacks=[clock],
                   num_workers=num_workers, precision=precision)
@@ -67,18 +50,12 @@ def stage_rate(preset: str, spec, precision: str, num_workers: int, eval_samples
 
 def model_step_rate(preset: str, spec, precision: str) -> float:
     """Samples/s of the model step alone over the stage's own batches, built before the clock starts."""
-    L.seed_everything(spec.data.seed, workers=True, verbose=False)
-    module = DSVLLitModule(preset, spec)
-    batches = DSVLDataModule(module.config, spec.data, total_steps=spec.steps, num_workers=0).train_batches
+    model, batches, optimizer, scheduler = prepared_stage(preset, spec)
     ready = [batches[step] for step in range(spec.steps)]
-    module.configure_model()
-    module.train()
-    setup = module.configure_optimizers()
-    optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
-    training_step_by_hand(module.model, ready[0], optimizer, scheduler, spec.grad_clip, precision)  # warm-up
+    training_step_by_hand(model, ready[0], optimizer, scheduler, spec.grad_clip, precision)  # warm-up
     start = time.perf_counter()
     for batch in ready[1:]:
-        training_step_by_hand(module.model, batch, optimizer, scheduler, spec.grad_clip, precision)
+        training_step_by_hand(model, batch, optimizer, scheduler, spec.grad_clip, precision)
     return (len(ready) - 1) * spec.data.batch_size / (time.perf_counter() - start)
 
 

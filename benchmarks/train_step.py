@@ -37,6 +37,7 @@ from bench_model import block_times, machine, make_batch
 from dsvl_lab.atomic import write_json_atomic
 from dsvl_lab.config import DSVLConfig
 from dsvl_lab.convert import from_hf, to_hf
+from dsvl_lab.harness import measure_peak_flops
 from dsvl_lab.harness.optim import decay_groups
 from dsvl_lab.metrics.flops import step_flops
 from dsvl_lab.model import DSVLModel
@@ -102,14 +103,6 @@ def phase_split(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs
 
 
 # ============================================================================ peak and timing
-def matmul_peak(dtype: torch.dtype, device: str, size: int = 1024, seconds: float = 0.5) -> float:
-    """FLOP/s of a square matmul in ``dtype`` on ``device``: MFU's denominator, measured here and now."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    times = block_times(lambda: a @ b if device == "cpu" else (a @ b, torch.cuda.synchronize()), seconds)
-    return 2 * size ** 3 / min(times)
-
-
 def alternate(ours: Callable, theirs: Callable, rounds: int, min_run_time: float) -> dict:
     """Per-round time ratios theirs / ours, the sides alternating which goes first."""
     speedups, times = [], {"ours": [], "theirs": []}
@@ -146,7 +139,7 @@ def run(args: argparse.Namespace) -> dict:
     our_opt, their_opt = our_optimizer(ours, fused), reference_optimizer(theirs)
     our_step = make_step(ours, our_opt, inputs, args.dtype, args.device)
     their_step = make_step(theirs, their_opt, inputs, args.dtype, args.device)
-    peak = matmul_peak(DTYPES[args.dtype], args.device)
+    peak = measure_peak_flops(DTYPES[args.dtype], device=args.device)  # MFU's denominator, here and now
     timing = alternate(our_step, their_step, args.rounds, args.min_run_time)
     flops = step_flops(ours.config, tuple(GROUPS), args.batch, args.seq)["total"]  # every group trains
     return {"benchmark": "train_step", "preset": args.preset, "dtype": args.dtype, "device": args.device,

@@ -16,8 +16,10 @@ from dsvl_lab.ablations.runner import cache_for_runs, sweep_cache_root
 from dsvl_lab.cli import main
 from dsvl_lab.data import sample_cache
 from dsvl_lab.data.datamodule import DSVLDataModule, stage_sample_keys
-from dsvl_lab.data.sample_cache import ENV, SampleCache, SampleKey, build, cached_sample, encode, verify
+from dsvl_lab.data.sample_cache import (ENV, SampleCache, SampleKey, build, cached_sample, encode, resolve_root,
+                                        verify)
 from dsvl_lab.data.tasks import DETAILS, FAMILIES, generate_sample
+from dsvl_lab.metrics import vl_eval
 from dsvl_lab.metrics.vl_eval import eval_sample_keys, eval_set
 
 
@@ -143,6 +145,9 @@ def test_the_environment_variable_turns_the_cache_on_and_off(tmp_path, monkeypat
     monkeypatch.delenv(ENV)
     assert sweep_cache_root(tmp_path / "out") == (tmp_path / "out" / "sample-cache").resolve()
     assert sweep_cache_root(tmp_path / "out", "off") is None
+    # a pipeline's default: "sample-cache" beside its folder (runs/sample-cache for runs/demo)
+    assert resolve_root("auto", tmp_path / "sample-cache") == (tmp_path / "sample-cache").resolve()
+    assert resolve_root(None, tmp_path / "sample-cache") is None
     with cache_for_runs(None):
         assert cached_sample(*key) == generate_sample("screen", 3, "coarse", 64)
         assert os.environ[ENV] == "off"
@@ -185,11 +190,13 @@ def test_batches_are_the_same_tensors_with_and_without_the_cache(tmp_path, monke
 def test_evaluation_sets_read_the_cache_and_stay_the_same(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     plain = [eval_set(family, "fine", 3, 64, first=20_000) for family in FAMILIES]
+    vl_eval._eval_samples.cache_clear()  # the process keeps evaluation sets in memory: read them afresh
     monkeypatch.setenv(ENV, str(tmp_path / "cache"))
     cache = sample_cache.cache_from_env()
     build(cache, eval_sample_keys(FAMILIES, ["fine"], 3, 64, first=20_000), progress=False)
     assert [eval_set(family, "fine", 3, 64, first=20_000) for family in FAMILIES] == plain
-    assert cache.misses == 0
+    read = sum((family, "fine") not in sample_cache.RENDER_ALWAYS for family in FAMILIES) * 3
+    assert cache.misses == 0 and cache.hits == read  # read from the cache, not from memory
 
 
 def test_cli_prebuilds_verifies_and_clears_a_pipeline_cache(tmp_path, capsys, monkeypatch):

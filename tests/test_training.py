@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from dsvl_lab.data.datamodule import DSVLDataModule
+from dsvl_lab.data.sample_cache import RENDER_ALWAYS, open_cache
 from dsvl_lab.artifacts import tensor_checksum
 from dsvl_lab.model import DSVLModel
 from dsvl_lab.harness import resolve_precision
@@ -19,6 +20,7 @@ from dsvl_lab.training import (GROUPS, STAGE_NAMES, DSVLLitModule, HandoffError,
                                paper_stage, run_pipeline, run_stage, stage_spec, write_stage_output)
 from dsvl_lab.training.callbacks import NonFiniteLoss
 from dsvl_lab.training.report import learning_rates, markdown
+from dsvl_lab.training.run import pipeline_sample_keys
 
 PRESET = "dsvl-micro-hybrid"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -341,7 +343,11 @@ def test_nan_guard_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_
 
 
 def test_smoke_pipeline_runs_three_checked_stages_and_reports(tmp_path):
-    report = run_pipeline(PRESET, tmp_path, smoke=True, progress=False, num_workers=0)
+    samples = tmp_path.parent / f"{tmp_path.name}-samples"
+    report = run_pipeline(PRESET, tmp_path, smoke=True, progress=False, num_workers=0, sample_cache=samples)
+    # what the stages drew was rendered once into the sample cache first
+    drawn = {key for key in pipeline_sample_keys(PRESET, smoke=True) if (key.family, key.detail) not in RENDER_ALWAYS}
+    assert drawn and all(key in open_cache(str(samples)) for key in drawn)
     assert [s["name"] for s in report["stages"]] == list(STAGE_NAMES)
     assert all(s["frozen_unchanged"] for s in report["stages"])
     # precision "auto" (the default) is resolved on this machine and recorded, in the report as well
@@ -355,7 +361,7 @@ def test_smoke_pipeline_runs_three_checked_stages_and_reports(tmp_path):
     assert all(0 < score["chance"] < 1 and not math.isnan(score["option_accuracy"]) for score in vl.values())
     # Running the same command again reuses the finished stages: same report, weights not rewritten.
     written = {stage: (tmp_path / stage / "model" / "model.safetensors").stat().st_mtime_ns for stage in STAGE_NAMES}
-    again = run_pipeline(PRESET, tmp_path, smoke=True, progress=False, num_workers=0)
+    again = run_pipeline(PRESET, tmp_path, smoke=True, progress=False, num_workers=0, sample_cache="off")
     assert again["stages"] == json.loads(json.dumps(report["stages"]))  # as read back from report.json
     assert written == {stage: (tmp_path / stage / "model" / "model.safetensors").stat().st_mtime_ns
                        for stage in STAGE_NAMES}

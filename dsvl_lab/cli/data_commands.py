@@ -22,12 +22,13 @@ from .output_files import check_output_file, is_png
             "dsvl-lab data export --n 4 --out data_samples/tasks\n"
             "dsvl-lab data check data_samples/tasks/samples.jsonl\n"
             "dsvl-lab data cache ablations/encoder/sweep.yaml --workers 2   (pre-render a sweep's samples)\n"
-            "dsvl-lab data cache --preset dsvl-tiny-hybrid --cache runs/sample-cache   (a pipeline's)\n"
+            "dsvl-lab data cache --preset dsvl-tiny-hybrid   (what make demo draws, into runs/sample-cache)\n"
             "dsvl-lab data cache --verify 100   |   dsvl-lab data cache --clear   (runs/sweeps/sample-cache)",
     details="cache: the shared cache of rendered task samples (README \"The sample cache\"). With a sweep.yaml it\n"
             "renders everything the sweep's runs still draw into <out>/sample-cache (--out as for dsvl-lab sweep,\n"
             "default runs/sweeps; DSVL_LAB_SAMPLE_CACHE or --cache choose another folder); with --preset, what\n"
-            "dsvl-lab pipeline draws (run it with DSVL_LAB_SAMPLE_CACHE=<the folder>). --verify N compares N\n"
+            "dsvl-lab pipeline draws, into runs/sample-cache (the pipeline's default for --out runs/<name>, which\n"
+            "also renders what is missing itself before its stages). --verify N compares N\n"
             "random entries with fresh renderings; --clear deletes the folder.",
     args=[
         arg("action", choices=["preview", "export", "check", "cache"],
@@ -52,7 +53,7 @@ from .output_files import check_output_file, is_png
         arg("--preset", default=None, help="cache: pre-render what `dsvl-lab pipeline --preset PRESET` draws"),
         arg("--smoke", action="store_true", help="cache: the --smoke version of the sweep or pipeline"),
         arg("--cache", default=None, help="cache: the cache folder (default: DSVL_LAB_SAMPLE_CACHE, else "
-                                          "<out>/sample-cache for a sweep)"),
+                                          "<out>/sample-cache for a sweep, runs/sample-cache with --preset)"),
         arg("--workers", type=COUNT, default=None, help="cache: rendering processes (default: one per core)"),
         arg("--verify", type=whole_number(0), default=0, metavar="N",
             help="cache: render N random entries afresh and compare them with the cache"),
@@ -93,19 +94,17 @@ def cmd_data(args) -> int:
 
 
 def cache_root(args) -> Path:
-    """The cache folder of ``dsvl-lab data cache``: --cache, else DSVL_LAB_SAMPLE_CACHE, else the sweeps'
-    default ``<out>/sample-cache`` (``runs/sweeps/sample-cache``)."""
+    """The cache folder of ``dsvl-lab data cache``: --cache, else DSVL_LAB_SAMPLE_CACHE, else the default
+    of what is pre-rendered: a sweep's ``<out>/sample-cache`` (``runs/sweeps/sample-cache``), or with
+    --preset a pipeline's ``sample-cache`` beside its folder (``runs/sample-cache``)."""
     import os
 
-    from ..ablations.runner import sweep_cache_root
-    from ..data.sample_cache import ENV
+    from ..data.sample_cache import AUTO, CACHE_FOLDER, ENV, resolve_root
 
     if args.cache:
         return Path(args.cache)
-    if args.preset and not os.environ.get(ENV):
-        raise CLIError(f"a pipeline has no default cache: name the folder with --cache DIR, then run "
-                       f"{ENV}=DIR dsvl-lab pipeline ...")
-    root = sweep_cache_root(args.out or "runs/sweeps")
+    default = Path("runs") / CACHE_FOLDER if args.preset else Path(args.out or "runs/sweeps") / CACHE_FOLDER
+    root = resolve_root(AUTO, default)
     if root is None:
         raise CLIError(f"{ENV} is set to {os.environ[ENV]!r}: no cache; name a folder with --cache DIR")
     return root

@@ -87,6 +87,9 @@ def readable_config_error(error: Exception) -> str:
             help="data loader worker processes (default 1; 0 loads in the main process)"),
         arg("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"),
             help="training precision (default auto: bf16 autocast where bf16 matmuls are fast here, else fp32)"),
+        arg("--sample-cache", default="auto", metavar="auto|off|DIR",
+            help="rendered task samples, drawn once and read back (default auto: $DSVL_LAB_SAMPLE_CACHE, else "
+                 "sample-cache beside OUT, e.g. runs/sample-cache); rendered first with a progress bar"),
         arg("--no-progress", action="store_true", help="no progress bars (logs only)"),
     ],
 )
@@ -94,6 +97,7 @@ def cmd_pipeline(args) -> int:
     from ..training import run_pipeline
 
     run_pipeline(args.preset, args.out, smoke=args.smoke, progress=not args.no_progress,
-                 eval_samples=args.eval_samples, num_workers=args.num_workers, precision=args.precision)
+                 eval_samples=args.eval_samples, num_workers=args.num_workers, precision=args.precision,
+                 sample_cache=args.sample_cache)
     print("\n" + (Path(args.out) / "report.md").read_text())
     return EXIT_OK

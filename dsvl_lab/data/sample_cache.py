@@ -38,8 +38,10 @@ One pair is left out: scene/coarse renders faster (0.1-0.2 ms) than an entry rea
 Where it is used: ``cached_sample`` is what the training draws (``stage_data.task_sample``) and the
 evaluation sets (``metrics.vl_eval.eval_set``) call. It reads the cache named by the environment
 variable ``DSVL_LAB_SAMPLE_CACHE`` (a folder; unset, empty or ``off``: no cache, render every
-time). ``dsvl-lab sweep`` sets it for its runs; ``build`` pre-renders a list of keys in worker
-processes with a progress bar (``dsvl-lab data cache``).
+time). ``dsvl-lab sweep`` sets it for its runs (``<out>/sample-cache``) and ``dsvl-lab pipeline``
+for its stages (``sample-cache`` beside the pipeline's folder, e.g. ``runs/sample-cache`` for
+``make demo``), each through ``resolve_root`` and ``named_in_env``; ``build`` pre-renders a list
+of keys in worker processes with a progress bar (``dsvl-lab data cache``).
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ import shutil
 import struct
 import warnings
 import zlib
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -64,6 +67,8 @@ from .tasks import QA, Sample, generate_sample
 FORMAT = 1
 ENV = "DSVL_LAB_SAMPLE_CACHE"
 OFF_VALUES = ("", "0", "off", "none", "no", "false")
+CACHE_FOLDER = "sample-cache"  # the default folder's name, beside a sweep's studies or a pipeline's folder
+AUTO = "auto"
 MAGIC = b"DSVL-SAMPLE\n"
 SUFFIX = ".sample"
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
@@ -223,6 +228,34 @@ def cache_from_env() -> SampleCache | None:
     if value.lower() in OFF_VALUES:
         return None
     return open_cache(value)  # memoised by the variable's text: no path resolution per sample
+
+
+def resolve_root(choice: str | os.PathLike | None, default: str | os.PathLike) -> Path | None:
+    """Where a sweep or a pipeline keeps its samples; None for no cache.
+
+    ``choice``: ``"auto"`` (``DSVL_LAB_SAMPLE_CACHE`` when set, else ``default``), a folder, or
+    None / ``"off"``.
+    """
+    if choice == AUTO:
+        choice = os.environ.get(ENV) or default
+    if choice is None or str(choice).strip().lower() in OFF_VALUES:
+        return None
+    return Path(choice).resolve()
+
+
+@contextmanager
+def named_in_env(root: Path | None):
+    """``DSVL_LAB_SAMPLE_CACHE`` names ``root`` (or ``off``) meanwhile: what this process draws, and the
+    processes it starts (loader workers, a sweep's runs), read that cache."""
+    before = os.environ.get(ENV)
+    os.environ[ENV] = str(root) if root is not None else "off"
+    try:
+        yield root
+    finally:
+        if before is None:
+            del os.environ[ENV]
+        else:
+            os.environ[ENV] = before
 
 
 def cached_sample(family: str, seed: int, detail: str = "coarse", image_size: int = 256,

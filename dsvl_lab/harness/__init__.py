@@ -12,11 +12,12 @@ It sits below ``foundation`` and ``training`` (both import it; it imports neithe
 how runs train is made once and holds for both.
 """
 from .optim import adamw_with_schedule, decay_groups
-from .precision import PRECISIONS, fast_bf16, resolve_precision
+from .precision import PRECISIONS, fast_bf16, measure_peak_flops, resolve_precision
 from .schedule import lr_factor, lr_scheduler
 from .trainer import (DEFAULT_PRECISION, autocast_for, fit_resumable, keep_last, last_checkpoint, make_trainer,
                       resume_point, run_loggers)
 
 __all__ = ["DEFAULT_PRECISION", "PRECISIONS", "adamw_with_schedule", "autocast_for", "decay_groups", "fast_bf16",
            "fit_resumable", "keep_last", "last_checkpoint", "lr_factor", "lr_scheduler", "make_trainer",
+           "measure_peak_flops",
            "resolve_precision", "resume_point", "run_loggers"]

@@ -152,6 +152,15 @@ class DSVLModel(nn.Module):
         return DSVLOutput(loss=loss, logits=logits, past_key_values=presents)
 
     # ------------------------------------------------------------------ generation
+    def prefill(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        """Run a prompt once: (last-position logits [B, vocab], the KV cache of every position).
+
+        The output head runs on the last position only: that is all generation needs, and the
+        vocabulary projection of every prompt position would cost as much as a layer or more.
+        """
+        hidden, past = self.language_model.model(inputs_embeds, attention_mask, use_cache=True)  # [B, T, n]
+        return self.language_model.lm_head(hidden[:, -1]), past
+
     @torch.no_grad()
     def generate(
         self,
@@ -168,31 +177,67 @@ class DSVLModel(nn.Module):
         use_cache: bool = True,
         generator: torch.Generator | None = None,
         streamer: Callable[[torch.Tensor], None] | None = None,
+        image_embeds: torch.Tensor | None = None,
         **unused,
     ) -> torch.Tensor:
         """Continue each prompt; returns only the new tokens [B, n_new] (pad id after a row's EOS).
 
         Greedy by default; ``do_sample=True`` samples with temperature / top-k / top-p. Stops when
         every row has produced EOS. ``streamer`` is called with each step's tokens [B].
-        ``use_cache=False`` recomputes the whole sequence every step (slow; used to check the cache).
+        ``image_embeds`` (from ``encode_images``) replaces ``pixel_values`` when the images are
+        already encoded. ``use_cache=False`` recomputes the whole sequence every step (slow; used
+        to check the cache).
         """
-        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
-        batch = input_ids.shape[0]
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        prompt_embeds = self.embed_inputs(input_ids, pixel_values, high_res_pixel_values)  # [B, T, n]
+        prompt_embeds = self.embed_inputs(input_ids, pixel_values, high_res_pixel_values, image_embeds)  # [B, T, n]
         self._check_context(prompt_embeds.shape[1] + max_new_tokens)
-        finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+        sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                        eos_token_id=eos_token_id, generator=generator, streamer=streamer)
+        if use_cache:
+            logits, past = self.prefill(prompt_embeds, attention_mask)
+            return self.generate_from_cache(logits, past, attention_mask, max_new_tokens, **sampling)
+
+        sequence = {"embeds": prompt_embeds, "mask": attention_mask}
+
+        def recompute(next_token: torch.Tensor) -> torch.Tensor:  # the whole sequence again, no cache
+            sequence["embeds"] = torch.cat([sequence["embeds"], self.language_model.embed(next_token[:, None])], 1)
+            sequence["mask"] = torch.cat([sequence["mask"], torch.ones_like(sequence["mask"][:, :1])], 1)
+            return self.forward(inputs_embeds=sequence["embeds"], attention_mask=sequence["mask"]).logits[:, -1]
+
+        first = self.forward(inputs_embeds=prompt_embeds, attention_mask=attention_mask).logits[:, -1]
+        return self._decode(first, recompute, max_new_tokens, **sampling)
+
+    @torch.no_grad()
+    def generate_from_cache(self, logits: torch.Tensor, past: KVCache, attention_mask: torch.Tensor,
+                            max_new_tokens: int, **sampling) -> torch.Tensor:
+        """Continue prompts already run by ``prefill``: ``logits`` [B, vocab] of their last position,
+        ``past`` their KV cache, ``attention_mask`` [B, T] their padding. New tokens [B, n_new]."""
+        state = {"past": past, "mask": attention_mask}
+
+        def step(next_token: torch.Tensor) -> torch.Tensor:  # one new position on top of the cache
+            state["mask"] = torch.cat([state["mask"], torch.ones_like(state["mask"][:, :1])], dim=1)
+            out = self.forward(inputs_embeds=self.language_model.embed(next_token[:, None]),  # [B, 1, n]
+                               attention_mask=state["mask"], past_key_values=state["past"], use_cache=True)
+            state["past"] = out.past_key_values
+            return out.logits[:, -1]
+
+        return self._decode(logits, step, max_new_tokens, **sampling)
+
+    def _decode(self, logits: torch.Tensor, step: Callable[[torch.Tensor], torch.Tensor], max_new_tokens: int,
+                do_sample: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                eos_token_id: int | None = None, generator: torch.Generator | None = None,
+                streamer: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+        """The generation loop: pick a token from ``logits``, stop rows at EOS, and get the next
+        position's logits from ``step(token)`` until every row is done or ``max_new_tokens``."""
+        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
+        batch = logits.shape[0]
+        finished = torch.zeros(batch, dtype=torch.bool, device=logits.device)
         new_tokens: list[torch.Tensor] = []
-        step_embeds, past = prompt_embeds, None
-        for _ in range(max_new_tokens):
-            if use_cache:
-                out = self.forward(inputs_embeds=step_embeds, attention_mask=attention_mask,
-                                   past_key_values=past, use_cache=True)
-                past = out.past_key_values
-            else:
-                out = self.forward(inputs_embeds=step_embeds, attention_mask=attention_mask)
-            next_token = self._pick(out.logits[:, -1], do_sample, temperature, top_k, top_p, generator)  # [B]
+        for index in range(max_new_tokens):
+            if index:
+                logits = step(new_tokens[-1])
+            next_token = self._pick(logits, do_sample, temperature, top_k, top_p, generator)  # [B]
             next_token = torch.where(finished, torch.full_like(next_token, self.config.pad_token_id), next_token)
             new_tokens.append(next_token)
             if streamer is not None:
@@ -200,10 +245,7 @@ class DSVLModel(nn.Module):
             finished |= next_token == eos
             if bool(finished.all()):
                 break
-            attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
-            token_embeds = self.language_model.embed(next_token[:, None])  # [B, 1, n]
-            step_embeds = token_embeds if use_cache else torch.cat([step_embeds, token_embeds], dim=1)
-        return torch.stack(new_tokens, dim=1) if new_tokens else input_ids.new_zeros(batch, 0)
+        return torch.stack(new_tokens, dim=1) if new_tokens else logits.new_zeros(batch, 0, dtype=torch.long)
 
     def _check_context(self, total_length: int) -> None:
         limit = self.config.llm.max_position_embeddings

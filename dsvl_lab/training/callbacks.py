@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import lightning as L
@@ -21,6 +20,7 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 
 from ..artifacts import tensor_checksum
 from ..data.lm_eval import heldout_perplexity, language_retention
+from ..harness import measure_peak_flops
 from ..metrics.flops import step_flops
 from ..metrics.vl_eval import evaluate_vl
 from ..processor import DSVLProcessor
@@ -204,16 +204,6 @@ class NonFiniteGuard(L.Callback):
 
 
 # ============================================================================ throughput and MFU
-def measure_peak_flops(dtype: torch.dtype = torch.bfloat16, size: int = 1024, repeats: int = 5) -> float:
-    """Matmul FLOP/s on this CPU: the denominator of MFU where Lightning knows no peak."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
-
-
 def batch_flops(module: DSVLLitModule, batch: dict) -> int:
     """FLOPs of one training step (forward + backward) on ``batch``: the analytic count of
     ``dsvl_lab.metrics.flops`` for the stage's trainable groups, equal to torch's FlopCounterMode on the

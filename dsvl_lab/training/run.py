@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import lightning as L
 from ..artifacts import read_metrics
 from ..config import DSVLConfig
 from ..data.datamodule import DSVLDataModule, MixtureLogger, stage_sample_keys
+from ..data.sample_cache import AUTO, CACHE_FOLDER, build, named_in_env, open_cache, resolve_root
 from ..data.stage_data import world_image_size
 from ..data.tasks import DETAILS, FAMILIES
 from ..foundation.recipe import FoundationError, size_of
@@ -148,12 +150,13 @@ def pipeline_specs(preset: str, smoke: bool = False, scale: str = "mini") -> lis
     return specs
 
 
-def pipeline_sample_keys(preset: str, smoke: bool = False, eval_samples: int | None = None) -> set:
+def pipeline_sample_keys(preset: str, smoke: bool = False, eval_samples: int | None = None,
+                         stages: Sequence[StageSpec] | None = None) -> set:
     """The task samples ``run_pipeline`` draws (training and validation batches, the stages' evaluation
-    sets), found without building a model: what ``dsvl-lab data cache --preset`` pre-renders."""
+    sets), found without building a model: what the pipeline and ``dsvl-lab data cache --preset`` pre-render."""
     config = DSVLConfig.from_name(preset)
     keys = set()
-    for spec in pipeline_specs(preset, smoke):
+    for spec in (stages if stages is not None else pipeline_specs(preset, smoke)):
         keys |= stage_sample_keys(config, spec.data, spec.steps)
     n = eval_samples or (2 if smoke else DEMO_EVAL_SAMPLES)
     return keys | eval_sample_keys(FAMILIES, DETAILS, n, world_image_size(config))
@@ -168,12 +171,24 @@ def has_foundation(preset: str) -> bool:
 
 
 def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bool = True,
-                 eval_samples: int | None = None, stages: Sequence[StageSpec] | None = None, **stage_options) -> dict:
+                 eval_samples: int | None = None, stages: Sequence[StageSpec] | None = None,
+                 sample_cache: str | Path | None = AUTO, **stage_options) -> dict:
     """Stages 1 -> 2 -> 3, each continuing the previous one's checked output; the report after each.
 
     ``out`` is owned by this process meanwhile: a second pipeline on the same folder is refused.
+    ``sample_cache``: the folder of rendered task samples the stages draw from (``data/sample_cache.py``),
+    rendered first, on every core, with a progress bar; ``"auto"``: ``DSVL_LAB_SAMPLE_CACHE`` when set,
+    else ``sample-cache`` beside ``out`` (``runs/sample-cache`` for ``runs/demo``); None or ``"off"``: none.
+    The cache never changes what a stage sees, only how long drawing it takes.
     """
-    with owned(out):
+    cache = resolve_root(sample_cache, Path(out).resolve().parent / CACHE_FOLDER)
+    with owned(out), named_in_env(cache):
+        if cache is not None:
+            specs = list(stages) if stages is not None else pipeline_specs(preset, smoke)
+            stats = build(open_cache(str(cache)), pipeline_sample_keys(preset, smoke, eval_samples, specs),
+                          workers=os.cpu_count() or 1, progress=progress)
+            print(f"sample cache {cache}: {stats['samples']} samples, {stats['present']} already there, "
+                  f"{stats['rendered']} rendered")
         return pipeline_in(preset, Path(out), smoke, progress, eval_samples, stages, **stage_options)
 
 

@@ -45,10 +45,9 @@ def training_step_by_hand(model: nn.Module, batch: dict, optimizer: torch.optim.
     return float(loss.detach())
 
 
-def train_stage_by_hand(preset: str, spec: StageSpec | str, steps: int | None = None,
-                        precision: str = DEFAULT_PRECISION) -> DSVLModel:
-    """A stage that starts from random weights, trained with a plain loop: the same batches, freeze,
-    groups, schedule and clipping as ``run_stage`` (no checkpoints, evaluation or logging)."""
+def prepared_stage(preset: str, spec: StageSpec | str):
+    """What a stage trains with, built in the order ``run_stage`` builds it, from random weights:
+    (model, the stage's batches by step, AdamW, the learning-rate scheduler)."""
     spec = as_stage_spec(spec)
     L.seed_everything(spec.data.seed, workers=True, verbose=False)   # as run_stage seeds
     module = DSVLLitModule(preset, spec)  # builds the model, freeze and groups as a real run does
@@ -57,7 +56,15 @@ def train_stage_by_hand(preset: str, spec: StageSpec | str, steps: int | None = 
     module.configure_model()                                         # 1. build, freeze
     module.train()                                                   # frozen parts stay in eval
     setup = module.configure_optimizers()                            # 2. parameter groups and schedule
-    optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
+    return module.model, batches, setup["optimizer"], setup["lr_scheduler"]["scheduler"]
+
+
+def train_stage_by_hand(preset: str, spec: StageSpec | str, steps: int | None = None,
+                        precision: str = DEFAULT_PRECISION) -> DSVLModel:
+    """A stage that starts from random weights, trained with a plain loop: the same batches, freeze,
+    groups, schedule and clipping as ``run_stage`` (no checkpoints, evaluation or logging)."""
+    spec = as_stage_spec(spec)
+    model, batches, optimizer, scheduler = prepared_stage(preset, spec)
     for step in range(spec.steps if steps is None else steps):
-        training_step_by_hand(module.model, batches[step], optimizer, scheduler, spec.grad_clip, precision)
-    return module.model
+        training_step_by_hand(model, batches[step], optimizer, scheduler, spec.grad_clip, precision)
+    return model

@@ -13,14 +13,12 @@ workers, and by Slurm jobs, whose environment is the driver's); it never enters 
 """
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 from ...config import DSVLConfig
 from ...data.datamodule import stage_sample_keys
-from ...data.sample_cache import ENV, OFF_VALUES, SampleKey, build, open_cache
+from ...data.sample_cache import AUTO, CACHE_FOLDER, SampleKey, build, named_in_env, open_cache, resolve_root
 from ...data.stage_data import world_image_size
 from ...metrics.vl_eval import eval_sample_keys
 from ...training.handoff import made_by
@@ -28,35 +26,16 @@ from ...training.spec import StageSpec
 from ..spec import EVAL_BLOCK, RunPlan
 from .plan import SweepPlan
 
-CACHE_FOLDER = "sample-cache"
-AUTO = "auto"
-
-
 def sweep_cache_root(out: str | Path, choice: str | Path | None = AUTO) -> Path | None:
     """Where a sweep under ``out`` keeps its samples; None for no cache.
 
     ``choice``: ``"auto"`` (``DSVL_LAB_SAMPLE_CACHE`` when set, else ``<out>/sample-cache``), a
     folder, or None / ``"off"``.
     """
-    if choice == AUTO:
-        choice = os.environ.get(ENV) or Path(out) / CACHE_FOLDER
-    if choice is None or str(choice).strip().lower() in OFF_VALUES:
-        return None
-    return Path(choice).resolve()
+    return resolve_root(choice, Path(out) / CACHE_FOLDER)
 
 
-@contextmanager
-def cache_for_runs(root: Path | None):
-    """``DSVL_LAB_SAMPLE_CACHE`` names ``root`` (or ``off``) meanwhile: the runs' processes inherit it."""
-    before = os.environ.get(ENV)
-    os.environ[ENV] = str(root) if root is not None else "off"
-    try:
-        yield root
-    finally:
-        if before is None:
-            del os.environ[ENV]
-        else:
-            os.environ[ENV] = before
+cache_for_runs = named_in_env  # the runs' processes inherit the variable
 
 
 def evaluation_keys(run: RunPlan) -> set[SampleKey]:
