@@ -107,6 +107,28 @@ class WallClock(L.Callback):
         self.end = time.perf_counter()
 
 
+def warm_sample_cache(preset: str, spec, eval_samples: int, choice: str = "auto") -> Path | None:
+    """The sample cache a stage benchmark reads, as ``make demo`` does (``runs/sample-cache`` by default,
+    ``off`` for none), with everything the stage and its evaluation draw rendered into it first:
+    pre-rendering is the pipeline's work before stage 1, not the stage's. (``off`` imports nothing new,
+    so the benchmark also runs on commits that predate the cache.)"""
+    if choice == "off":
+        return None
+    from dsvl_lab.data.datamodule import stage_sample_keys
+    from dsvl_lab.data.sample_cache import CACHE_FOLDER, build, open_cache, resolve_root
+    from dsvl_lab.data.stage_data import world_image_size
+    from dsvl_lab.data.tasks import DETAILS, FAMILIES
+    from dsvl_lab.metrics.vl_eval import eval_sample_keys
+
+    root = resolve_root(choice, Path("runs") / CACHE_FOLDER)
+    if root is not None:
+        config = DSVLConfig.from_name(preset)
+        keys = stage_sample_keys(config, spec.data, spec.steps) | eval_sample_keys(
+            FAMILIES, DETAILS, eval_samples, world_image_size(config))
+        build(open_cache(str(root)), keys, workers=os.cpu_count() or 1)
+    return root
+
+
 def compare(label: str, subject: Callable, reference: Callable, subject_name: str, reference_name: str,
             rounds: int, min_run_time: float, target: tuple[float | None, float | None] | None) -> dict:
     """How much slower ``subject`` is than ``reference``: the median of per-round ratios.

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from bench_model import WallClock, machine
+from bench_model import WallClock, machine, warm_sample_cache
 
 from dsvl_lab.atomic import write_json_atomic
 from dsvl_lab.harness import resolve_precision
@@ -37,6 +38,7 @@ from dsvl_lab.training.spec import STAGE_NAMES, stage_spec
 from dsvl_lab.training.step import prepared_stage, training_step_by_hand
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ENV = "DSVL_LAB_SAMPLE_CACHE"  # dsvl_lab.data.sample_cache.ENV
 
 
 def stage_rate(preset: str, spec, precision: str, num_workers: int, eval_samples: int) -> float:
@@ -59,10 +61,13 @@ def model_step_rate(preset: str, spec, precision: str) -> float:
     return (len(ready) - 1) * spec.data.batch_size / (time.perf_counter() - start)
 
 
-def measure(preset: str, stage: str, steps: int | None, precision: str, num_workers: int, eval_samples: int) -> dict:
+def measure(preset: str, stage: str, steps: int | None, precision: str, num_workers: int, eval_samples: int,
+            sample_cache: str) -> dict:
     spec = stage_spec(stage).replace(starts_from="foundation")
     if steps:
         spec = spec.replace(steps=steps)
+    cache = warm_sample_cache(preset, spec, eval_samples, sample_cache)
+    os.environ[ENV] = str(cache) if cache else "off"  # the stage's process and its loader worker read it
     whole = stage_rate(preset, spec, precision, num_workers, eval_samples)
     alone = model_step_rate(preset, spec, precision)
     print(f"{stage}: stage {whole:.1f} samples/s, model step alone {alone:.1f} samples/s, ratio {whole / alone:.3f}",
@@ -83,13 +88,17 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=1, help="loader workers (the pipeline's default 1)")
     parser.add_argument("--eval-samples", type=int, default=DEMO_EVAL_SAMPLES,
                         help="held-out questions per family and detail (the demo's 40)")
+    parser.add_argument("--sample-cache", default="auto", metavar="auto|off|DIR",
+                        help="rendered samples, as make demo reads them (default auto: runs/sample-cache, "
+                             "pre-rendered before the clock)")
     parser.add_argument("--name", default="stage_throughput")
     args = parser.parse_args()
     precision = resolve_precision(args.precision)
-    rows = [measure(args.preset, stage, args.steps, precision, args.num_workers, args.eval_samples)
+    rows = [measure(args.preset, stage, args.steps, precision, args.num_workers, args.eval_samples, args.sample_cache)
             for stage in args.stage or STAGE_NAMES]
     result = {"benchmark": "stage_throughput", "preset": args.preset, "precision": precision,
-              "num_workers": args.num_workers, "eval_samples": args.eval_samples, "threads": torch.get_num_threads(),
+              "num_workers": args.num_workers, "eval_samples": args.eval_samples,
+              "sample_cache": args.sample_cache, "threads": torch.get_num_threads(),
               "rows": rows, "min_ratio": min(row["ratio"] for row in rows), "machine": machine(),
               "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result))

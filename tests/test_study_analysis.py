@@ -149,3 +149,37 @@ def test_language_study_runs_in_smoke_mode_and_aggregates(name, tmp_path):
         assert (tmp_path / "out" / f"trend-{slug(trend.metric)}.png").is_file()
     if any(m.stat == "throughput" for m in spec.measures):
         assert "training samples/s" in (tmp_path / "out" / "results.csv").read_text()
+
+
+# ============================================================================ transfer between sizes
+def test_transfer_reads_the_committed_intervals_and_names_the_outcome(tmp_path):
+    """A study set against itself reproduces its results.md intervals; the words follow the verdicts."""
+    from dsvl_lab.ablations.aggregate import Interval
+    from dsvl_lab.ablations.spec import Claim
+    from dsvl_lab.ablations.transfer import Study, Transfer, transfers, write_transfer
+
+    study = Study.load(ROOT / "ablations" / "encoder")
+    found = transfers(study, study)
+    assert [t.claim.metric for t in found] == [c.metric for c in study.spec.claims]
+    assert found[0].smaller == found[0].larger and found[0].smaller[1] == "supported"  # results.md: supported
+    assert abs(found[0].smaller[0].mean - 0.4083) < 1e-9
+    assert found[0].word == "transfers"
+    claim, wide = Claim("a", "m"), Interval(3, 0.0, 1.0, -1.0, 1.0)
+    up, down = Interval(3, 1.0, 0.1, 0.5, 1.5), Interval(3, -1.0, 0.1, -1.5, -0.5)
+    assert Transfer(claim, (up, "supported"), (down, "refuted")).word == "does not transfer"
+    assert Transfer(claim, (up, "supported"), (wide, "inconclusive at n=3")).word == "inconclusive at n=3"
+    assert Transfer(claim, (wide, "inconclusive at n=3"), (up, "supported")).word.startswith("nothing to transfer")
+    written = write_transfer([ROOT / "ablations" / "encoder"] * 2, tmp_path, command="x")
+    again = write_transfer([ROOT / "ablations" / "encoder"] * 2, tmp_path / "again", command="x")
+    assert [p.read_bytes() for p in written] == [p.read_bytes() for p in again]
+
+
+def test_transfer_refuses_unpaired_folders_and_a_claim_the_smaller_study_lacks(tmp_path):
+    from dsvl_lab.ablations.transfer import write_transfer
+
+    with pytest.raises(ValueError, match="in pairs"):
+        write_transfer([ROOT / "ablations" / "encoder"], tmp_path)
+    with pytest.raises(FileNotFoundError, match="results.csv"):
+        write_transfer([ROOT / "ablations" / "encoder", tmp_path], tmp_path)
+    with pytest.raises(ValueError, match="not among the claims"):
+        write_transfer([ROOT / "ablations" / "encoder", ROOT / "ablations" / "language_ratio"], tmp_path)

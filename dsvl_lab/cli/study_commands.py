@@ -1,5 +1,5 @@
-"""Ablation studies: ``sweep`` (every arm x seed of a sweep.yaml, resumable) and ``aggregate``
-(a study's runs -> tables, plots and paired verdicts).
+"""Ablation studies: ``sweep`` (every arm x seed of a sweep.yaml, resumable), ``aggregate``
+(a study's runs -> tables, plots and paired verdicts) and ``transfer`` (a conclusion at two sizes).
 """
 from __future__ import annotations
 
@@ -86,4 +86,30 @@ def cmd_aggregate(args) -> int:
     print(f"wrote {', '.join(outcome['written'])}")
     if outcome["missing"]:
         print(f"note: {len(outcome['missing'])} runs are not finished: {', '.join(outcome['missing'])}")
+    return EXIT_OK
+
+
+@subcommand(
+    "transfer", "does a study's conclusion hold one size up? each claim's interval and verdict at both sizes",
+    example="dsvl-lab transfer ablations/encoder ablations/scaling/encoder \\\n"
+            "    ablations/language_ratio ablations/scaling/language_ratio --into ablations/scaling",
+    details="Each FOLDER is a committed study (its sweep.yaml beside the results.csv `dsvl-lab aggregate --into`\n"
+            "wrote), in pairs: the smaller size, then the larger. Every claim of the larger study is matched with\n"
+            "the same test in the smaller one; transfer.md and transfer.csv say whether it transfers (the same\n"
+            "decisive verdict), does not (the opposite one), or is inconclusive at the larger size. The same\n"
+            "folders always give the same bytes.",
+    args=[
+        arg("folders", nargs="+", help="study folders in pairs: smaller larger [smaller larger ...]"),
+        arg("--into", required=True, help="where to write transfer.md and transfer.csv"),
+    ],
+)
+def cmd_transfer(args) -> int:
+    from ..ablations.transfer import write_transfer
+
+    try:
+        written = write_transfer(args.folders, args.into)
+    except (FileNotFoundError, ValueError) as error:
+        raise CLIError(str(error)) from None
+    print(written[0].read_text())
+    print(f"wrote {', '.join(map(str, written))}")
     return EXIT_OK
