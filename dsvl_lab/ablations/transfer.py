@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +137,32 @@ def transfer_csv(pairs: list[tuple[Study, Study]]) -> str:
             writer.writerow([item.claim.text, item.claim.arm, item.claim.metric, item.claim.stage,
                              smaller.spec.study, *cells[0], larger.spec.study, *cells[1], item.word])
     return buffer.getvalue()
+
+
+def plot_transfer(pairs: list[tuple[Study, Study]]):
+    """Each claim's paired interval at both sizes, in the claimed direction (right = as claimed), with the
+    margin a claim must clear; one row per claim."""
+    import matplotlib.pyplot as plt
+
+    items = [(smaller, larger, item) for smaller, larger in pairs for item in transfers(smaller, larger)]
+    figure, axes = plt.subplots(len(items), 1, figsize=(8, 1.15 * len(items) + 0.6), squeeze=False)
+    for axis, (smaller, larger, item) in zip(axes[:, 0], items):
+        sign = 1 if item.claim.direction == "greater" else -1
+        for row, (study, (diff, word)) in enumerate(((smaller, item.smaller), (larger, item.larger))):
+            if diff is None:
+                continue
+            low, high = sorted((sign * diff.low, sign * diff.high))
+            colour = {"supported": "tab:green", "refuted": "tab:red"}.get(word, "tab:grey")
+            axis.errorbar(sign * diff.mean, row, xerr=[[sign * diff.mean - low], [high - sign * diff.mean]],
+                          fmt="o", color=colour, capsize=4)
+        axis.axvline(-item.claim.margin, color="black", linewidth=1)
+        axis.set_yticks([0, 1], [smaller.spec.study, larger.spec.study], fontsize=8)
+        axis.set_ylim(-0.6, 1.6)
+        title = textwrap.shorten(item.claim.text or item.claim.metric, 90, placeholder="...")
+        axis.set_title(f"{title}: {item.word}", fontsize=8, loc="left")
+    axes[-1, 0].set_xlabel("paired difference in the claimed direction (95% CI; right of the line = as claimed)")
+    figure.tight_layout()
+    return figure
 
 
 def write_transfer(folders: list[str | Path], into: str | Path, command: str | None = None) -> list[Path]:

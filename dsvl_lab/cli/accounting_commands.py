@@ -64,39 +64,10 @@ def cmd_flops(args) -> int:
     print(f"\nbackward / forward = {sums[3] / sums[0]:.2f}; bwd dx: activation gradients, bwd dW: weight gradients.")
     if args.paper_run:
         print()
+        from ..inspection.scaling_views import print_paper_runs
+
         print_paper_runs(args.mfu, args.peak_tflops * 1e12, args.images)
     return EXIT_OK
-
-
-def print_paper_runs(mfu: float, peak: float, images: int) -> None:
-    """Table 4's runs of 7B and 1.3B: FLOPs per stage and in all, in GPU-days at ``mfu``, next to the paper's."""
-    from ..inspection.model_tables import print_table
-    from ..metrics.flops import PAPER_CLUSTERS, implied_mfu, paper_run
-
-    print(f"The paper's runs (Table 4 steps x batch x sequence, {images} image(s) per sequence), at MFU "
-          f"{mfu:.0%} of {peak / 1e12:,.0f} TFLOP/s per GPU:")
-    cells = []
-    notes = []
-    for preset, cluster in PAPER_CLUSTERS.items():
-        runs = paper_run(preset, images_per_sample=images)
-        everything = sum(run.flops for run in runs)
-        for run in runs:
-            cells.append([preset, run.stage, f"{run.steps:,}", f"{run.batch:,}", f"{run.seq:,}", f"{run.flops:.3e}",
-                          f"{run.gpu_days(mfu, peak):,.0f}"])
-        cells.append([preset, "all three", "", "", "", f"{everything:.3e}",
-                      f"{everything / (peak * mfu * 86_400):,.0f}"])
-        stage2 = next(run for run in runs if run.stage == "stage2_joint")
-        notes.append(f"{preset}: paper {cluster.nodes} nodes x {cluster.gpus_per_node} A100 x {cluster.days:g} days "
-                     f"= {cluster.gpu_days:,.0f} A100-days; the FLOPs above fill them at MFU "
-                     f"{implied_mfu(stage2.flops, cluster.gpu_days, peak):.1%} (stage 2 alone) or "
-                     f"{implied_mfu(everything, cluster.gpu_days, peak):.1%} (all three stages)")
-    headers = ["model", "stage", "steps", "batch", "seq", "FLOPs", f"GPU-days @{mfu:.0%}"]
-    print_table(headers, cells, right=set(range(2, 7)))
-    print()
-    for note in notes:
-        print(note)
-    print("Stage 1's 512 tokens are read as text after the 576 image tokens; stage 2's text-only batches (70%)\n"
-          "and packing are not modelled; attention counts the full T x T square (a causal kernel skips half).")
 
 
 # ============================================================================ memory
