@@ -70,6 +70,7 @@ from dsvl_lab.atomic import write_json_atomic
 from dsvl_lab.config import DSVLConfig
 from dsvl_lab.model import DSVLModel
 from dsvl_lab.model.files import rebuild_buffers
+from dsvl_lab.model.llm import GrowingCache
 from dsvl_lab.model.init import fan_in_bound
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -278,18 +279,20 @@ def decode(model: DSVLModel, token: torch.Tensor, past, mask: torch.Tensor, step
     Returns (tokens [steps + 1], seconds per step, final KV cache, whether every step's logits were finite).
     """
     tokens, seconds, finite = [token], [], True
+    # as generate_from_cache: each step writes its position in place; fp32 on a CPU (bf16 attention is slow there)
+    cache = GrowingCache(past, room=steps, dtype=torch.float32 if device.type == "cpu" else None)
     for _ in range(steps):
         def step():
             extended = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             embeds = model.language_model.embed(tokens[-1][:, None])
-            out = model(inputs_embeds=embeds, attention_mask=extended, past_key_values=past, use_cache=True)
-            return out.logits[:, -1], out.past_key_values, extended
+            out = model(inputs_embeds=embeds, attention_mask=extended, past_key_values=cache)
+            return out.logits[:, -1], extended
 
-        (logits, past, mask), took = timed(step, device)
+        (logits, mask), took = timed(step, device)
         tokens.append(logits.argmax(-1))
         seconds.append(took)
         finite = finite and bool(torch.isfinite(logits).all())  # random weights must still give numbers
-    return torch.cat(tokens), seconds, past, finite
+    return torch.cat(tokens), seconds, [(slot[0], slot[1]) for slot in cache], finite
 
 
 def warm_up(model: DSVLModel, config: DSVLConfig, device: torch.device) -> None:

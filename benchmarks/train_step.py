@@ -61,7 +61,8 @@ def reference_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
 
 def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: dict, dtype: str,
               device: str) -> Callable[[], None]:
-    """A closure running one whole training step: zero_grad, forward (autocast for bf16), backward, AdamW."""
+    """A closure running one whole training step: zero_grad, forward (autocast for bf16), backward, AdamW.
+    ``inputs`` may carry the side's own forward options (ours: ``loss_only``, as ``batch_loss`` trains)."""
     model.train()
     autocast = torch.autocast(device, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
 
@@ -124,8 +125,8 @@ def build_pair(preset: str, batch: int, seq: int, device: str, seed: int):
     hf_model = to_hf(DSVLModel(DSVLConfig.from_name(preset))).to(device)
     ours = from_hf(hf_model).to(device)
     inputs = {k: v.to(device) for k, v in make_batch(ours.config, batch, seq, transformers_views=True).items()}
-    with torch.no_grad():
-        gap = (ours.eval()(**inputs).loss - hf_model.eval()(**inputs).loss).abs().item()
+    with torch.no_grad():  # ours as it trains: the output head only where a label supervises (loss_only)
+        gap = (ours.eval()(**inputs, loss_only=True).loss - hf_model.eval()(**inputs).loss).abs().item()
     if gap > 1e-4:
         raise SystemExit(f"ours and transformers disagree (loss gap {gap:.2e}); fix parity before timing")
     return ours, hf_model, inputs
@@ -137,7 +138,8 @@ def run(args: argparse.Namespace) -> dict:
     ours, theirs, inputs = build_pair(args.preset, args.batch, args.seq, args.device, args.seed)
     fused = args.fused == "on" or (args.fused == "auto" and args.device == "cuda")
     our_opt, their_opt = our_optimizer(ours, fused), reference_optimizer(theirs)
-    our_step = make_step(ours, our_opt, inputs, args.dtype, args.device)
+    our_inputs = {**inputs, "loss_only": True}  # our training step (training.module.batch_loss)
+    our_step = make_step(ours, our_opt, our_inputs, args.dtype, args.device)
     their_step = make_step(theirs, their_opt, inputs, args.dtype, args.device)
     peak = measure_peak_flops(DTYPES[args.dtype], device=args.device)  # MFU's denominator, here and now
     timing = alternate(our_step, their_step, args.rounds, args.min_run_time)
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> dict:
             "speedup_vs_transformers": round(timing["speedup"], 3), "round_speedups": timing["round_speedups"],
             "ours_ms": round(timing["ours_ms"], 2), "transformers_ms": round(timing["theirs_ms"], 2),
             "step_flops": flops, "peak_flops": round(peak), "mfu": round(flops / (timing["ours_ms"] / 1e3) / peak, 4),
-            "phases_ms": {"ours": phase_split(ours, our_opt, inputs, args.dtype, args.device),
+            "phases_ms": {"ours": phase_split(ours, our_opt, our_inputs, args.dtype, args.device),
                           "transformers": phase_split(theirs, their_opt, inputs, args.dtype, args.device)},
             "machine": machine(), "date": time.strftime("%Y-%m-%d")}
 

@@ -94,6 +94,26 @@ def test_forward_backward_gives_loss_and_gradients_everywhere(micro_model):
     assert no_grad == []
 
 
+def test_loss_only_equals_the_full_loss_and_its_gradients(micro_model):
+    """Training runs the output head only where a label supervises (``loss_only``): the same loss and
+    gradients as the loss over the full logits, with image tokens and a prompt left unsupervised."""
+    micro_model.train()
+    batch = make_batch(micro_model.config)
+    labels = batch["input_ids"].clone()
+    labels[:, :2 + micro_model.config.num_image_tokens + 2] = -100  # BOS, image, the first prompt tokens
+    batch["labels"] = labels
+    results = []
+    for loss_only in (False, True):
+        micro_model.zero_grad(set_to_none=True)
+        out = micro_model(**batch, loss_only=loss_only)
+        out.loss.backward()
+        results.append((out, {n: p.grad.clone() for n, p in micro_model.named_parameters()}))
+    (full, full_grads), (only, only_grads) = results
+    assert only.logits is None and full.logits is not None
+    assert torch.allclose(only.loss, full.loss, atol=1e-6)
+    assert all(torch.allclose(only_grads[n], full_grads[n], atol=1e-6) for n in full_grads)
+
+
 def test_image_embeddings_replace_image_positions_in_order():
     model = randomize_(DSVLModel.from_name("dsvl-micro-siglip")).eval()
     config = model.config
@@ -245,6 +265,28 @@ def test_generate_with_kv_cache_equals_generation_without_it():
     uncached = model.generate(**batch, max_new_tokens=12, use_cache=False, eos_token_id=-1)
     assert cached.shape == (2, 12)
     assert torch.equal(cached, uncached)
+
+
+def test_the_growing_cache_leaves_the_prompt_cache_alone_and_refuses_to_overflow():
+    """generate_from_cache copies the prompt's cache once into room it fills in place; the prompt's own
+    keys and values stay as they were, so the same prompt can be continued twice with the same result."""
+    from dsvl_lab.model.llm import GrowingCache
+
+    model = randomize_(DSVLModel.from_name("dsvl-micro-siglip")).eval()
+    batch = make_batch(model.config, pad_first=2)
+    with torch.no_grad():
+        embeds = model.embed_inputs(batch["input_ids"], batch["pixel_values"])
+        logits, past = model.prefill(embeds, batch["attention_mask"])
+        before = [(k.clone(), v.clone()) for k, v in past]
+        first = model.generate_from_cache(logits, past, batch["attention_mask"], 6, eos_token_id=-1)
+        again = model.generate_from_cache(logits, past, batch["attention_mask"], 6, eos_token_id=-1)
+    assert torch.equal(first, again)
+    assert all(torch.equal(k, k0) and torch.equal(v, v0) for (k, v), (k0, v0) in zip(past, before))
+    slot = GrowingCache(past, room=1)[0]
+    slot.append(past[0][0][:, :, :1], past[0][1][:, :, :1])
+    assert slot[0].shape[2] == past[0][0].shape[2] + 1
+    with pytest.raises(RuntimeError, match="more room"):
+        slot.append(past[0][0][:, :, :1], past[0][1][:, :, :1])
 
 
 def test_sampling_with_kv_cache_equals_sampling_without_it():

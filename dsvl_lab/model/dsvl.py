@@ -28,7 +28,7 @@ from ..config import DSVLConfig
 from .aligner import Aligner
 from .attention import RecordableAttention
 from .files import load_pretrained, save_pretrained
-from .llm import KVCache, LanguageModel
+from .llm import GrowingCache, KVCache, LanguageModel
 from .vision import VisionModel
 
 from ..constants import IGNORE_INDEX  # one definition for the model, processor and evaluation
@@ -37,7 +37,7 @@ from ..constants import IGNORE_INDEX  # one definition for the model, processor 
 @dataclass
 class DSVLOutput:
     loss: torch.Tensor | None
-    logits: torch.Tensor
+    logits: torch.Tensor | None  # None under loss_only
     past_key_values: KVCache | None = None
 
 
@@ -47,6 +47,16 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     shifted_labels = labels[:, 1:].to(logits.device)  # [B, T-1]
     return F.cross_entropy(shifted_logits.reshape(-1, shifted_logits.shape[-1]), shifted_labels.reshape(-1),
                            ignore_index=IGNORE_INDEX)
+
+
+def supervised_loss(hidden: torch.Tensor, labels: torch.Tensor, lm_head: nn.Module) -> torch.Tensor:
+    """``causal_lm_loss`` computed from the final hidden states [B, T, n], with the output head run only
+    at the positions whose next token is supervised: the same value (up to summation order), without
+    the vocabulary projection of image tokens and prompts, which a training batch mostly holds."""
+    shifted_labels = labels[:, 1:].to(hidden.device)  # [B, T-1]
+    supervised = shifted_labels != IGNORE_INDEX  # [B, T-1]
+    logits = lm_head(hidden[:, :-1][supervised]).float()  # [n supervised, vocab]
+    return F.cross_entropy(logits, shifted_labels[supervised])
 
 
 class DSVLModel(nn.Module):
@@ -133,12 +143,15 @@ class DSVLModel(nn.Module):
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
         inputs_embeds: torch.Tensor | None = None,
+        loss_only: bool = False,
         **unused,
     ) -> DSVLOutput:
         """Keyword names follow transformers' ``DeepseekVLHybridForConditionalGeneration``.
 
         input_ids [B, T]; attention_mask [B, T] (1 = real token, left padding); pixel_values
         [N, 3, S, S] (all images of the batch, in order); labels [B, T] with -100 where no loss.
+        ``loss_only=True`` (training, with labels): the output head runs only where a label supervises
+        the next token, and ``logits`` is None (``supervised_loss``).
         """
         unknown = {k for k, v in unused.items() if v is not None and k not in ("images_per_sample", "return_dict")}
         if unknown:
@@ -147,6 +160,11 @@ class DSVLModel(nn.Module):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.embed_inputs(input_ids, pixel_values, high_res_pixel_values)
+        if loss_only and labels is not None:
+            hidden, presents = self.language_model.model(inputs_embeds, attention_mask, position_ids, past_key_values,
+                                                         use_cache)
+            return DSVLOutput(loss=supervised_loss(hidden, labels, self.language_model.lm_head), logits=None,
+                              past_key_values=presents)
         logits, presents = self.language_model(inputs_embeds, attention_mask, position_ids, past_key_values, use_cache)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         return DSVLOutput(loss=loss, logits=logits, past_key_values=presents)
@@ -212,14 +230,20 @@ class DSVLModel(nn.Module):
     def generate_from_cache(self, logits: torch.Tensor, past: KVCache, attention_mask: torch.Tensor,
                             max_new_tokens: int, **sampling) -> torch.Tensor:
         """Continue prompts already run by ``prefill``: ``logits`` [B, vocab] of their last position,
-        ``past`` their KV cache, ``attention_mask`` [B, T] their padding. New tokens [B, n_new]."""
-        state = {"past": past, "mask": attention_mask}
+        ``past`` their KV cache, ``attention_mask`` [B, T] their padding. New tokens [B, n_new].
 
-        def step(next_token: torch.Tensor) -> torch.Tensor:  # one new position on top of the cache
+        The cache is copied once into buffers with room for the new tokens (``GrowingCache``), which
+        each step fills in place; ``past`` itself is not changed. On a CPU the copy is fp32: attention
+        of one query over a bf16 cache ran 6.5x slower there than over fp32 (1.95 against 0.30 ms a
+        layer at 1.3B's shapes, 641 positions; benchmarks/README.md, ``inference.py``).
+        """
+        cache = GrowingCache(past, room=max_new_tokens, dtype=torch.float32 if logits.device.type == "cpu" else None)
+        state = {"mask": attention_mask}
+
+        def step(next_token: torch.Tensor) -> torch.Tensor:  # one new position, written into the cache
             state["mask"] = torch.cat([state["mask"], torch.ones_like(state["mask"][:, :1])], dim=1)
             out = self.forward(inputs_embeds=self.language_model.embed(next_token[:, None]),  # [B, 1, n]
-                               attention_mask=state["mask"], past_key_values=state["past"], use_cache=True)
-            state["past"] = out.past_key_values
+                               attention_mask=state["mask"], past_key_values=cache)
             return out.logits[:, -1]
 
         return self._decode(logits, step, max_new_tokens, **sampling)

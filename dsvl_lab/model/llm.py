@@ -20,6 +20,41 @@ from .init import embedding, linear
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 
+class CacheSlot:
+    """One layer's keys and values [B, kv heads, T, head_dim] in buffers with room for ``room`` more
+    positions: a decoding step writes its position in place (``append``) instead of copying the
+    whole cache with ``torch.cat``, which at 1.3B on a CPU took as long as the attention itself
+    (benchmarks/README.md, ``inference.py``). ``slot[0]`` / ``slot[1]`` read like a tuple cache."""
+
+    def __init__(self, key: torch.Tensor, value: torch.Tensor, room: int, dtype: torch.dtype | None = None) -> None:
+        batch, heads, length, dim = key.shape
+        self.keys = key.new_empty(batch, heads, length + room, dim, dtype=dtype or key.dtype)
+        self.values = value.new_empty(batch, value.shape[1], length + room, value.shape[3], dtype=dtype or value.dtype)
+        self.keys[:, :, :length], self.values[:, :, :length] = key, value
+        self.length = length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return (self.keys, self.values)[index][:, :, :self.length]  # the positions written so far
+
+    def append(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + key.shape[2]
+        if end > self.keys.shape[2]:
+            raise RuntimeError(f"the KV cache holds {self.keys.shape[2]} positions, {end} asked: "
+                               f"make the GrowingCache with more room")
+        self.keys[:, :, self.length:end], self.values[:, :, self.length:end] = key, value
+        self.length = end
+        return self[0], self[1]
+
+
+class GrowingCache(list):
+    """A KV cache of one :class:`CacheSlot` per layer, copied once from a prompt's cache: generation
+    fills it in place, one position a step (``DSVLModel.generate_from_cache``); the prompt's own
+    cache is left as it was."""
+
+    def __init__(self, past: KVCache, room: int, dtype: torch.dtype | None = None) -> None:
+        super().__init__(CacheSlot(key, value, room, dtype) for key, value in past)
+
+
 class RMSNorm(nn.Module):
     """x / rms(x) * weight, computed in float32 as LLaMA does."""
 
@@ -88,7 +123,11 @@ class LlamaAttention(RecordableAttention):
         query = apply_rotary(self._split_heads(self.q_proj(x), self.num_heads), cos, sin)
         key = apply_rotary(self._split_heads(self.k_proj(x), self.num_kv_heads), cos, sin)
         value = self._split_heads(self.v_proj(x), self.num_kv_heads)
-        if past is not None:  # keys/values of earlier positions, already rotated
+        value_dtype = value.dtype  # what o_proj is given back, whatever dtype the cache attends in
+        if isinstance(past, CacheSlot):  # written in place into the room a GrowingCache keeps
+            key, value = past.append(key, value)
+            query = query.to(key.dtype)  # the cache may hold a wider dtype than the model (fp32 on a CPU)
+        elif past is not None:  # keys/values of earlier positions, already rotated
             key = torch.cat([past[0], key], dim=2)
             value = torch.cat([past[1], value], dim=2)
         present = (key, value)
@@ -96,7 +135,7 @@ class LlamaAttention(RecordableAttention):
             repeat = self.num_heads // self.num_kv_heads
             key, value = key.repeat_interleave(repeat, dim=1), value.repeat_interleave(repeat, dim=1)
         out = self._attend(query, key, value, mask=mask, is_causal=mask is None)  # [B, heads, T, head_dim]
-        out = out.transpose(1, 2).reshape(batch, tokens, self.num_heads * self.head_dim)
+        out = out.transpose(1, 2).reshape(batch, tokens, self.num_heads * self.head_dim).to(value_dtype)
         return self.o_proj(out), present
 
 

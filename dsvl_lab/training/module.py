@@ -41,8 +41,9 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "labels")
 
 def batch_loss(model: DSVLModel, batch: dict) -> torch.Tensor:
     """Forward and loss of one batch: the model's next-token loss (labels -100 on prompts and image
-    tokens are skipped). ``training_step`` and the step written out in :mod:`.step` both use it."""
-    return model(**{key: batch[key] for key in MODEL_INPUTS if key in batch}).loss
+    tokens are skipped, and the output head runs only where a label supervises: ``loss_only``).
+    ``training_step`` and the step written out in :mod:`.step` both use it."""
+    return model(**{key: batch[key] for key in MODEL_INPUTS if key in batch}, loss_only=True).loss
 
 
 def group_of(parameter_name: str) -> str:
