@@ -1,22 +1,6 @@
-"""The analytic FLOPs and memory (dsvl_lab/metrics/flops.py, memory.py) against measurement
-(the measuring tools are in dsvl_lab/inspection/cost_check.py).
-
-FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (nothing is allocated, so the
-released 7B runs in seconds). What it counts there: matrix products and convolutions, 2*m*k*n each.
-On the meta device ``scaled_dot_product_attention`` takes its math path, which FlopCounterMode sees
-as two ``bmm`` over the full T x T square (QK^T and AV) forward and four backward; on a real CPU the
-fused kernel (``_scaled_dot_product_flash_attention_for_cpu``) is not in its table and attention
-counts zero. The analytic formula counts what the meta run counts: full squares, 2x in backward.
-
-Memory: a real forward, backward and AdamW step on the CPU (``dsvl-small-hybrid`` in fp32,
-``dsvl-tiny-hybrid`` in bf16), measured as the peak of live tensor bytes (:class:`LiveTensorBytes`):
-every storage an operator returns (forward, backward and optimizer all dispatch on this thread)
-counts from its creation until Python's weak reference says it is freed; parameters and AdamW state
-present before the step count from the start. It is what ``torch.cuda.max_memory_allocated`` reports
-on a GPU, without allocator rounding; torch keeps no allocator statistics on the CPU, and
-resident-set size would mix in the allocator, the interpreter and other processes. Scratch space
-inside a single kernel is not seen (it is not part of the model: outputs and saved tensors are).
-We measure the second step, when AdamW's state exists.
+"""The analytic FLOPs and memory (dsvl_lab/metrics/flops.py, memory.py) against measurement, at every
+preset: FlopCounterMode on the meta device, and the peak of live tensor bytes of a real step (the
+measuring tools, and what each one counts and leaves out, are in dsvl_lab/inspection/cost_check.py).
 """
 from __future__ import annotations
 
