@@ -114,17 +114,12 @@ def warm_sample_cache(preset: str, spec, eval_samples: int, choice: str = "auto"
     so the benchmark also runs on commits that predate the cache.)"""
     if choice == "off":
         return None
-    from dsvl_lab.data.datamodule import stage_sample_keys
     from dsvl_lab.data.sample_cache import CACHE_FOLDER, build, open_cache, resolve_root
-    from dsvl_lab.data.stage_data import world_image_size
-    from dsvl_lab.data.tasks import DETAILS, FAMILIES
-    from dsvl_lab.metrics.vl_eval import eval_sample_keys
+    from dsvl_lab.training.run import pipeline_sample_keys
 
     root = resolve_root(choice, Path("runs") / CACHE_FOLDER)
-    if root is not None:
-        config = DSVLConfig.from_name(preset)
-        keys = stage_sample_keys(config, spec.data, spec.steps) | eval_sample_keys(
-            FAMILIES, DETAILS, eval_samples, world_image_size(config))
+    if root is not None:  # what a pipeline of this one stage pre-renders: its batches and evaluation sets
+        keys = pipeline_sample_keys(preset, eval_samples=eval_samples, stages=[spec])
         build(open_cache(str(root)), keys, workers=os.cpu_count() or 1)
     return root
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -32,13 +31,13 @@ import torch
 from bench_model import WallClock, machine, warm_sample_cache
 
 from dsvl_lab.atomic import write_json_atomic
+from dsvl_lab.data.sample_cache import named_in_env
 from dsvl_lab.harness import resolve_precision
 from dsvl_lab.training.run import DEMO_EVAL_SAMPLES, run_stage
 from dsvl_lab.training.spec import STAGE_NAMES, stage_spec
 from dsvl_lab.training.step import prepared_stage, training_step_by_hand
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ENV = "DSVL_LAB_SAMPLE_CACHE"  # dsvl_lab.data.sample_cache.ENV
 
 
 def stage_rate(preset: str, spec, precision: str, num_workers: int, eval_samples: int) -> float:
@@ -67,8 +66,8 @@ def measure(preset: str, stage: str, steps: int | None, precision: str, num_work
     if steps:
         spec = spec.replace(steps=steps)
     cache = warm_sample_cache(preset, spec, eval_samples, sample_cache)
-    os.environ[ENV] = str(cache) if cache else "off"  # the stage's process and its loader worker read it
-    whole = stage_rate(preset, spec, precision, num_workers, eval_samples)
+    with named_in_env(cache):  # the stage's process and its loader worker read it
+        whole = stage_rate(preset, spec, precision, num_workers, eval_samples)
     alone = model_step_rate(preset, spec, precision)
     print(f"{stage}: stage {whole:.1f} samples/s, model step alone {alone:.1f} samples/s, ratio {whole / alone:.3f}",
           flush=True)

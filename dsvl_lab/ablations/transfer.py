@@ -102,6 +102,11 @@ def transfers(smaller: Study, larger: Study) -> list[Transfer]:
     return found
 
 
+def all_transfers(pairs: list[tuple[Study, Study]]) -> list[tuple[Study, Study, Transfer]]:
+    """Every pair's transfers, in order, each with its two studies: the rows of the table, CSV and plot."""
+    return [(smaller, larger, item) for smaller, larger in pairs for item in transfers(smaller, larger)]
+
+
 def interval_text(diff: Interval | None) -> str:
     return mean_ci(diff.mean, diff.low, diff.high) if diff else ""
 
@@ -113,12 +118,11 @@ def transfer_md(pairs: list[tuple[Study, Study]], command: str) -> str:
              f"interval, at both sizes.", "",
              "| claim | smaller: study | smaller: difference | verdict | larger: study | larger: difference | verdict "
              "| transfer |", "|---|---|---|---|---|---|---|---|"]
-    for smaller, larger in pairs:
-        for item in transfers(smaller, larger):
-            margin = f" (margin {item.claim.margin:g})" if item.claim.margin else ""
-            lines.append(f"| {item.claim.text or item.claim.metric}{margin} | `{smaller.spec.study}` | "
-                         f"{interval_text(item.smaller[0])} | {item.smaller[1]} | `{larger.spec.study}` | "
-                         f"{interval_text(item.larger[0])} | {item.larger[1]} | **{item.word}** |")
+    for smaller, larger, item in all_transfers(pairs):
+        margin = f" (margin {item.claim.margin:g})" if item.claim.margin else ""
+        lines.append(f"| {item.claim.text or item.claim.metric}{margin} | `{smaller.spec.study}` | "
+                     f"{interval_text(item.smaller[0])} | {item.smaller[1]} | `{larger.spec.study}` | "
+                     f"{interval_text(item.larger[0])} | {item.larger[1]} | **{item.word}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -128,14 +132,13 @@ def transfer_csv(pairs: list[tuple[Study, Study]]) -> str:
     writer.writerow(["claim", "arm", "metric", "stage", "smaller", "smaller_mean", "smaller_low", "smaller_high",
                      "smaller_verdict", "larger", "larger_mean", "larger_low", "larger_high", "larger_verdict",
                      "transfer"])
-    for smaller, larger in pairs:
-        for item in transfers(smaller, larger):
-            cells = []
-            for diff, word in (item.smaller, item.larger):
-                cells.append([fmt(diff.mean, 4) if diff else "", fmt(diff.low, 4) if diff else "",
-                              fmt(diff.high, 4) if diff else "", word])
-            writer.writerow([item.claim.text, item.claim.arm, item.claim.metric, item.claim.stage,
-                             smaller.spec.study, *cells[0], larger.spec.study, *cells[1], item.word])
+    for smaller, larger, item in all_transfers(pairs):
+        cells = []
+        for diff, word in (item.smaller, item.larger):
+            cells.append([fmt(diff.mean, 4) if diff else "", fmt(diff.low, 4) if diff else "",
+                          fmt(diff.high, 4) if diff else "", word])
+        writer.writerow([item.claim.text, item.claim.arm, item.claim.metric, item.claim.stage,
+                         smaller.spec.study, *cells[0], larger.spec.study, *cells[1], item.word])
     return buffer.getvalue()
 
 
@@ -144,7 +147,7 @@ def plot_transfer(pairs: list[tuple[Study, Study]]):
     margin a claim must clear; one row per claim."""
     import matplotlib.pyplot as plt
 
-    items = [(smaller, larger, item) for smaller, larger in pairs for item in transfers(smaller, larger)]
+    items = all_transfers(pairs)
     figure, axes = plt.subplots(len(items), 1, figsize=(8, 1.15 * len(items) + 0.6), squeeze=False)
     for axis, (smaller, larger, item) in zip(axes[:, 0], items):
         sign = 1 if item.claim.direction == "greater" else -1

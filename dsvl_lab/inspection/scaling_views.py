@@ -125,7 +125,6 @@ def step_time_against_flops(presets=("dsvl-tiny-hybrid", "dsvl-small-hybrid"), s
     does time grow with the FLOPs from one size to the next? (The first step, a warm-up, is not timed.)"""
     import statistics
     import time
-    from types import SimpleNamespace
 
     rows = []
     for preset in presets:
@@ -137,7 +136,7 @@ def step_time_against_flops(presets=("dsvl-tiny-hybrid", "dsvl-small-hybrid"), s
             start = time.perf_counter()
             training_step_by_hand(model, batch, optimizer, scheduler, spec.grad_clip, precision)
             seconds.append(time.perf_counter() - start)
-        flops = statistics.mean(batch_flops(SimpleNamespace(config=model.config, spec=spec), b) for b in ready[1:])
+        flops = statistics.mean(batch_flops(model.config, spec, b) for b in ready[1:])
         rows.append({"preset": preset, "stage": stage, "flops_per_step": flops,
                      "seconds_per_step": statistics.median(seconds[1:]),
                      "gflops_per_s": flops / statistics.median(seconds[1:]) / 1e9})

@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import ThroughputMonitor
 
 from ..artifacts import tensor_checksum
+from ..config import DSVLConfig
 from ..data.lm_eval import heldout_perplexity, language_retention
 from ..harness import measure_peak_flops
 from ..metrics.flops import step_flops
@@ -26,6 +27,7 @@ from ..metrics.vl_eval import evaluate_vl
 from ..processor import DSVLProcessor
 from .handoff import write_stage_output
 from .module import DSVLLitModule, group_of, group_sizes
+from .spec import StageSpec
 
 
 # ============================================================================ freeze audit
@@ -204,17 +206,18 @@ class NonFiniteGuard(L.Callback):
 
 
 # ============================================================================ throughput and MFU
-def batch_flops(module: DSVLLitModule, batch: dict) -> int:
-    """FLOPs of one training step (forward + backward) on ``batch``: the analytic count of
-    ``dsvl_lab.metrics.flops`` for the stage's trainable groups, equal to torch's FlopCounterMode on the
-    meta device (tests/test_accounting.py). Counting it costs nothing; running FlopCounterMode on a
-    real batch cost several seconds per stage (benchmarks/README.md, ``profile_stage.py``)."""
+def batch_flops(config: DSVLConfig, spec: StageSpec, batch: dict) -> int:
+    """FLOPs of one training step (forward + backward) on ``batch`` of a ``config`` model in the stage
+    ``spec``: the analytic count of ``dsvl_lab.metrics.flops`` for the stage's trainable groups, equal
+    to torch's FlopCounterMode on the meta device (tests/test_accounting.py). Counting it costs
+    nothing; running FlopCounterMode on a real batch cost several seconds per stage
+    (benchmarks/README.md, ``profile_stage.py``)."""
     sequences, length = batch["input_ids"].shape
     with_images = int(batch.get("n_image", sequences))  # a mixed batch holds image and text samples
     pixels = batch.get("pixel_values")
     per_sample = pixels.shape[0] // with_images if with_images and pixels is not None else 0
     parts = [(with_images, per_sample), (sequences - with_images, 0)]  # [(sequences, images each)]
-    return sum(step_flops(module.config, module.spec, n, length, images)["total"] for n, images in parts if n)
+    return sum(step_flops(config, spec, n, length, images)["total"] for n, images in parts if n)
 
 
 class FlopsThroughput(ThroughputMonitor):
@@ -247,7 +250,7 @@ class FlopsThroughput(ThroughputMonitor):
         for batch in datamodule.validation_batches():
             modality = "image" if int(batch["n_image"]) else "text"
             if modality not in flops and shares[modality] > 0:
-                flops[modality] = batch_flops(pl_module, batch)
+                flops[modality] = batch_flops(pl_module.config, pl_module.spec, batch)
         pl_module.flops_per_batch = int(text_share * flops.get("text", 0) + (1 - text_share) * flops.get("image", 0))
         pl_module.flops_per_modality = flops
 

@@ -181,20 +181,19 @@ def run_pipeline(preset: str, out: str | Path, smoke: bool = False, progress: bo
     else ``sample-cache`` beside ``out`` (``runs/sample-cache`` for ``runs/demo``); None or ``"off"``: none.
     The cache never changes what a stage sees, only how long drawing it takes.
     """
+    specs = list(stages) if stages is not None else pipeline_specs(preset, smoke)
     cache = resolve_root(sample_cache, Path(out).resolve().parent / CACHE_FOLDER)
     with owned(out), named_in_env(cache):
         if cache is not None:
-            specs = list(stages) if stages is not None else pipeline_specs(preset, smoke)
             stats = build(open_cache(str(cache)), pipeline_sample_keys(preset, smoke, eval_samples, specs),
                           workers=os.cpu_count() or 1, progress=progress)
             print(f"sample cache {cache}: {stats['samples']} samples, {stats['present']} already there, "
                   f"{stats['rendered']} rendered")
-        return pipeline_in(preset, Path(out), smoke, progress, eval_samples, stages, **stage_options)
+        return pipeline_in(preset, Path(out), smoke, progress, eval_samples, specs, **stage_options)
 
 
 def pipeline_in(preset: str, out: Path, smoke: bool, progress: bool, eval_samples: int | None,
-                stages: Sequence[StageSpec] | None, **stage_options) -> dict:
-    specs = list(stages) if stages is not None else pipeline_specs(preset, smoke)
+                specs: Sequence[StageSpec], **stage_options) -> dict:
     eval_samples = eval_samples or (2 if smoke else DEMO_EVAL_SAMPLES)
     report = {"preset": preset, "smoke": smoke, "stages": []}
     earlier = earlier_entries(out)  # read before this run rewrites report.json
