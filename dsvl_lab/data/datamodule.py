@@ -21,10 +21,12 @@ from ..config import DSVLConfig
 from ..processor import DSVLProcessor
 from .corpus import evaluation_texts
 from .sample_cache import SampleKey
+from .sources import SourceMixture
 from .stage_data import (EVAL_SEED_BASE, STAGE_DATA_PRESETS, StageBatches, StageData, TextStream, image_draw_keys,
                          world_image_size)
 
-BOOKKEEPING_KEYS = ("n_text", "n_image", "step")
+BOOKKEEPING_KEYS = ("n_text", "n_image", "step", "source_counts", "bad_samples")
+PROBLEMS_KEPT = 20  # messages of skipped rows kept in the state (every skip is counted by reason)
 
 
 class RemainingSteps(torch.utils.data.Sampler):
@@ -93,6 +95,9 @@ class DSVLDataModule(L.LightningDataModule):
         self.processor = processor
         self.next_step = 0
         self.seen = {"text": 0, "image": 0}
+        self.source_seen: dict[str, int] = {}  # samples drawn from each source (stage.data.sources)
+        self.bad_samples: dict[str, int] = {}  # skipped rows by reason (on_bad_sample="skip")
+        self.bad_examples: list[str] = []      # the first PROBLEMS_KEPT messages, each naming file:line
         self._train: StageBatches | None = None
         self._validation: list[dict] | None = None  # built once: the loader and the FLOP counter both read it
 
@@ -103,7 +108,7 @@ class DSVLDataModule(L.LightningDataModule):
         if self.processor is None:
             self.processor = DSVLProcessor.from_config(self.config)
         text = None
-        if self.data.language_ratio > 0 or self.data.warmup_steps > 0:
+        if (self.data.language_ratio > 0 or self.data.warmup_steps > 0) and self.data.uses_built_in_text:
             text = TextStream(self.processor, self.data.training_texts())  # stage.data.text_source's train split
         rank, world_size = self.distributed_place()
         self._train = StageBatches(self.data, self.processor, text, self.total_steps, world_image_size(self.config),
@@ -139,10 +144,22 @@ class DSVLDataModule(L.LightningDataModule):
             return self._validation
         train = self.train_batches  # also makes sure set-up ran (processor, task image size)
         text_data, image_data = validation_data(self.data)
-        sources = [StageBatches(text_data, train.processor, TextStream(train.processor, evaluation_texts()),
-                                self.val_batches, train.task_image_size),
-                   StageBatches(image_data, train.processor, None, self.val_batches, train.task_image_size)]
-        self._validation = [source[i] for source in sources for i in range(self.val_batches)]
+        if not self.data.sources:
+            sources = [StageBatches(text_data, train.processor, TextStream(train.processor, evaluation_texts()),
+                                    self.val_batches, train.task_image_size),
+                       StageBatches(image_data, train.processor, None, self.val_batches, train.task_image_size)]
+            self._validation = [source[i] for source in sources for i in range(self.val_batches)]
+            return self._validation
+        # User sources: validation reads only their held-out rows (the "eval" split), indexed once.
+        opened = {source.label: source for source in train.mixture.sources}
+        mixture = SourceMixture(self.data.sources, EVAL_SEED_BASE, "eval", opened)
+        held_out_text = TextStream(train.processor, evaluation_texts()) if self.data.uses_built_in_text else None
+        self._validation = []
+        for modality, data, text in (("text", text_data, held_out_text), ("image", image_data, None)):
+            if mixture.has(modality):
+                source = StageBatches(data, train.processor, text, self.val_batches, train.task_image_size,
+                                      split="eval", mixture=mixture)
+                self._validation += [source[i] for i in range(self.val_batches)]
         return self._validation
 
     # ------------------------------------------------------------------ bookkeeping and resume
@@ -152,25 +169,51 @@ class DSVLDataModule(L.LightningDataModule):
             self.next_step = int(batch["step"]) + 1
             self.seen["text"] += int(batch["n_text"])
             self.seen["image"] += int(batch["n_image"])
+            self.count_sources(batch)
         return batch
+
+    def count_sources(self, batch: dict) -> None:
+        """Add a batch's per-source counts and skipped rows (user sources only) to the run's totals."""
+        for label, count in batch.get("source_counts", {}).items():
+            self.source_seen[label] = self.source_seen.get(label, 0) + int(count)
+        for bad in batch.get("bad_samples", []):
+            self.bad_samples[bad["reason"]] = self.bad_samples.get(bad["reason"], 0) + 1
+            if len(self.bad_examples) < PROBLEMS_KEPT:
+                self.bad_examples.append(bad["message"])
 
     def language_share_seen(self) -> float:
         total = self.seen["text"] + self.seen["image"]
         return self.seen["text"] / total if total else float("nan")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"next_step": self.next_step, "seen": dict(self.seen), "data": dataclasses.asdict(self.data)}
+        return {"next_step": self.next_step, "seen": dict(self.seen), "data": self.data.to_dict(),
+                "source_seen": dict(self.source_seen), "bad_samples": dict(self.bad_samples),
+                "bad_examples": list(self.bad_examples)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state.get("data", {})
         changed = sorted(k for k, v in saved.items() if k in ("seed", "language_ratio", "warmup_steps", "warmup_kind",
-                                                             "group_by_modality", "batch_size", "text_source")
-                         and getattr(self.data, k) != (tuple(v) if isinstance(v, list) else v))
+                                                             "group_by_modality", "batch_size", "text_source",
+                                                             "sources")
+                         and _comparable(getattr(self.data, k) if k != "sources" else self.data.to_dict()[k])
+                         != _comparable(v))
         if changed:
             raise ValueError(f"cannot resume: the checkpoint's data mixture differs in {changed}; "
                              f"resume with the same stage data, or start a new run")
         self.next_step = int(state["next_step"])
         self.seen = dict(state["seen"])
+        self.source_seen = dict(state.get("source_seen", {}))
+        self.bad_samples = dict(state.get("bad_samples", {}))
+        self.bad_examples = list(state.get("bad_examples", []))
+
+
+def _comparable(value: Any) -> Any:
+    """Lists and tuples alike (a checkpoint's YAML / pickle may hold either)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _comparable(item) for key, item in value.items()}
+    return value
 
 
 class MixtureLogger(L.Callback):
@@ -190,4 +233,6 @@ class MixtureLogger(L.Callback):
             "data/image_seen": float(dm.seen["image"]),
             "data/language_share_seen": dm.language_share_seen(),
             "data/language_share_target": dm.data.schedule(step),
+            **{f"data/source/{label}": float(count) for label, count in dm.source_seen.items()},
+            **({"data/bad_samples": float(sum(dm.bad_samples.values()))} if dm.data.sources else {}),
         }, on_step=True, on_epoch=False)

@@ -99,6 +99,30 @@ class ModalityPlan:
     def modality(self, draw: int) -> str:
         return "text" if self.is_text(draw) else "image"
 
+    def text_before(self, draw: int) -> int:
+        """How many of draws 0 .. draw-1 are text, without visiting them.
+
+        The quotas of whole blocks telescope (each is a difference of floors), so the blocks before
+        ``draw``'s hold ``floor(E(start) + offset) - floor(E(0) + offset)`` text draws.
+        """
+        block, position = divmod(draw, BLOCK)
+        whole_blocks = (math.floor(self.expected_text(block * BLOCK) + self._offset)
+                        - math.floor(self.expected_text(0) + self._offset))
+        inside = _text_positions(self.seed, block, self._text_quota(block))
+        return whole_blocks + sum(1 for p in inside if p < position)
+
+    def rank(self, draw: int) -> int:
+        """The number of earlier draws of the same modality: this draw is the rank-th of its kind."""
+        before = self.text_before(draw)
+        return before if self.is_text(draw) else draw - before
+
+    def sample_rank(self, step: int, slot: int, width: int) -> int:
+        """The rank of sample ``slot`` of step ``step`` among all samples of its modality (``width``: the
+        global batch). With grouping a draw is a whole batch, so ranks advance ``width`` a draw."""
+        if self.group_by_modality:
+            return self.rank(step) * width + slot
+        return self.rank(step * width + slot)
+
     def step_modalities(self, step: int, batch_size: int) -> list[str]:
         """Modalities of the samples of one batch (all equal when grouping by modality)."""
         if self.group_by_modality:

@@ -29,11 +29,16 @@ from torch.utils.data import Dataset
 from ..config import is_int, is_number, shown
 from ..constants import IGNORE_INDEX
 from ..errors import InputError
-from ..processor import DSVLProcessor, EncodedSample
+from ..processor import DSVLProcessor, EncodedSample, ProcessorError
 from .corpus import train_texts
 from .fresh_text import fresh_train_texts
 from .mixing import WARMUP_KINDS, ModalityPlan, WarmupSchedule, draw_seed
+from .jsonl import DataError
+from .jsonl.images import image_header_size
+from .jsonl.lines import to_sample
 from .sample_cache import SampleKey, cached_sample
+from .sources import ImageRecord, SourceMixture, image_record, source_specs
+from .sources.packing import packed_tokens
 from .tasks import FAMILIES
 
 EVAL_SEED_BASE = 1 << 62  # training task seeds are drawn below 2**62, evaluation seeds at and above it
@@ -46,7 +51,9 @@ TEXT_FORMATS = ("plain", "chat")
 TEXT_SOURCES = ("corpus", "fresh")
 # Fields added after stage cards and sweep run names were first written: serialised (to_dict) only
 # when they differ from this default, so existing cards, resume checks and run hashes still match.
-OMITTED_AT_DEFAULT = {"text_source": "corpus"}
+OMITTED_AT_DEFAULT = {"text_source": "corpus", "sources": (), "on_bad_sample": "raise"}
+ON_BAD_SAMPLE = ("raise", "skip")
+MAX_BAD_IN_A_ROW = 1000  # bad rows skipped for one sample before the source is declared broken
 
 
 @dataclass
@@ -76,6 +83,8 @@ class StageData:
     batch_size: int = 16
     seed: int = 0
     text_source: str = "corpus"
+    sources: tuple = ()  # SourceSpecs (sources/spec.py); empty: the world and the built-in text, as always
+    on_bad_sample: str = "raise"  # a bad row of a user source: "raise" (stop, naming file:line) or "skip" (count)
 
     def __post_init__(self) -> None:
         # Messages name the key as a stage config spells it (stage.data.<field>); types are checked
@@ -119,11 +128,15 @@ class StageData:
         if size is not None and not (is_int(size) and 64 <= size <= MAX_TASK_IMAGE_SIZE):
             bad("task_image_size",
                 f"must be null or an integer in 64..{MAX_TASK_IMAGE_SIZE} (pixels), got {shown(size)}")
+        self.sources = source_specs(self.sources)
+        if self.on_bad_sample not in ON_BAD_SAMPLE:
+            bad("on_bad_sample", f"must be one of {ON_BAD_SAMPLE}, got {shown(self.on_bad_sample)}")
         self.schedule  # validates the warm-up
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain data, leaving out ``OMITTED_AT_DEFAULT`` fields at their default."""
         data = dataclasses.asdict(self)
+        data["sources"] = tuple(source.to_dict() for source in self.sources)
         for key, default in OMITTED_AT_DEFAULT.items():
             if data[key] == default:
                 del data[key]
@@ -134,6 +147,16 @@ class StageData:
         if self.text_source == "fresh":
             return fresh_train_texts()
         return train_texts()
+
+    @property
+    def uses_world(self) -> bool:
+        """Whether image draws may come from the procedural world (no sources, or a ``world`` source)."""
+        return not self.sources or any(source.kind == "world" for source in self.sources)
+
+    @property
+    def uses_built_in_text(self) -> bool:
+        """Whether text draws may come from ``text_source`` (no sources, or a ``corpus`` source)."""
+        return not self.sources or any(source.kind == "corpus" for source in self.sources)
 
     @property
     def schedule(self) -> WarmupSchedule:
@@ -212,7 +235,52 @@ def text_chat_example(processor: DSVLProcessor, tokens: np.ndarray) -> EncodedSa
     return processor.encode_conversation(conversation)
 
 
+def sample_example(processor: DSVLProcessor, sample, data: StageData, rng: random.Random,
+                   forms: tuple[str, ...] = IMAGE_FORMATS) -> EncodedSample:
+    """A task or user sample in one of the stage's image formats, drawn with ``rng`` by their weights.
+
+    ``forms`` limits the draw to the formats the sample can fill (a user row may have no caption).
+    """
+    weighted = {form: weight for form, weight in data.image_formats.items() if form in forms and weight > 0}
+    weighted = weighted or {form: 1.0 for form in forms}  # the stage wants formats this row cannot give
+    form = rng.choices(list(weighted), list(weighted.values()))[0]
+    if form == "caption":
+        return caption_example(processor, sample)
+    if form == "qa":
+        return qa_example(processor, sample, rng.randrange(len(sample.qa)))
+    return chat_example(processor, sample)
+
+
+def record_example(processor: DSVLProcessor, record, image, data: StageData, rng: random.Random) -> EncodedSample:
+    """A checked user row (``sources.ImageRecord``) with its decoded image -> token ids.
+
+    A row with a conversation (LLaVA's, or a sample file's) trains as that conversation, in the chat
+    template, whatever the stage; a row with a caption and/or questions takes the stage's image
+    formats, as a world sample does.
+    """
+    if record.conversation is not None:
+        return processor.encode_conversation(with_image(record.conversation, image))
+    forms = (("caption",) if record.caption else ()) + (("qa", "chat") if record.qa else ())
+    sample = to_sample({"caption": record.caption or "", "qa": record.qa}, image)
+    return sample_example(processor, sample, data, rng, forms)
+
+
+def with_image(conversation: list[dict], image) -> list[dict]:
+    """The conversation with ``image`` attached to the turn holding its placeholder (the processor's form)."""
+    turns, attached = [], False
+    for turn in conversation:
+        turn = {"role": turn["role"], "content": turn["content"]}
+        if not attached and "<image_placeholder>" in turn["content"]:
+            turn["images"], attached = [image], True
+        turns.append(turn)
+    return turns
+
+
 # ============================================================================ sources
+# Said when a bad row stops a run (on_bad_sample="raise"); "skip" counts the same message instead.
+BAD_ROW_HINT = "or skip bad rows with stage.data.on_bad_sample: skip (they are counted, with file:line)"
+
+
 class TextStream:
     """The training split of the corpus as one token stream; samples are windows of it."""
 
@@ -262,10 +330,14 @@ def image_draw_keys(data: StageData, steps: int, image_size: int, world_size: in
     """The task samples that ``steps`` training steps of ``data`` draw (all ranks' slots): what
     ``StageBatches`` renders, found without building a processor or a model (to pre-fill the cache)."""
     plan, width = data.plan(world_size), data.batch_size * world_size
+    if not data.uses_world:
+        return set()
+    mixture = SourceMixture(data.sources, data.seed) if data.sources else None  # which draws the world serves
     keys = set()
     for step in range(steps):
         for slot, modality in enumerate(plan.step_modalities(step, width)):
-            if modality == "image":
+            if modality == "image" and (mixture is None
+                                        or mixture.choose("image", plan.sample_rank(step, slot, width)).built_in):
                 seed = draw_seed(data.seed, step, slot, modality)
                 family, detail = task_choice(data, seed)
                 keys.add(SampleKey(family, detail, image_size, seed))
@@ -281,7 +353,8 @@ class StageBatches(Dataset):
     """
 
     def __init__(self, data: StageData, processor: DSVLProcessor, text: TextStream | None, total_steps: int,
-                 task_image_size: int | None = None, rank: int = 0, world_size: int = 1) -> None:
+                 task_image_size: int | None = None, rank: int = 0, world_size: int = 1, split: str = "train",
+                 mixture: SourceMixture | None = None) -> None:
         self.data = data
         # Under DDP every rank builds its own slice (slots rank*B .. rank*B+B-1) of the same global step,
         # so all ranks agree on the step's modality and a 1-process run is the rank-0 slice of nothing else.
@@ -291,7 +364,12 @@ class StageBatches(Dataset):
         self.text = text
         self.total_steps = total_steps
         self.plan = data.plan(world_size)
-        if data.language_ratio > 0 and text is None:
+        # User sources (stage.data.sources): indexed once here; None keeps the world + built-in text path.
+        self.split = split
+        self.mixture = mixture or (SourceMixture(data.sources, data.seed, split) if data.sources else None)
+        self._bad_now: list[dict] = []  # rows skipped while building the current batch
+        self._counts_now: dict[str, int] = {}
+        if data.language_ratio > 0 and text is None and data.uses_built_in_text:
             raise ValueError(f"stage {data.name!r} has language_ratio {data.language_ratio} but no text corpus")
 
     def __len__(self) -> int:
@@ -301,36 +379,90 @@ class StageBatches(Dataset):
         size = self.data.batch_size
         first = self.rank * size
         modalities = self.plan.step_modalities(step, size * self.world_size)[first:first + size]
+        self._bad_now, self._counts_now = [], {}
         samples = [self.example(step, first + i, modality) for i, modality in enumerate(modalities)]
         batch = self.collate(samples)
         batch["n_text"] = modalities.count("text")
         batch["n_image"] = modalities.count("image")
         batch["step"] = step
+        if self.mixture is not None:  # what each source gave, and the rows skipped on the way
+            batch["source_counts"] = dict(self._counts_now)
+            batch["bad_samples"] = list(self._bad_now)
         return batch
 
     def example(self, step: int, slot: int, modality: str) -> EncodedSample:
         seed = draw_seed(self.data.seed, step, slot, modality)
         try:
-            return self._example(seed, modality)
+            return self._example(seed, modality, step, slot)
+        except InputError:
+            raise  # a bad row under on_bad_sample="raise": its message already names file:line
         except Exception as error:  # say which sample, so a long run never dies anonymously
             raise RuntimeError(f"stage {self.data.name!r}: building the {modality} sample of step {step}, slot {slot} "
                                f"(seed {seed}) failed: {error}") from error
 
-    def _example(self, seed: int, modality: str) -> EncodedSample:
+    def source_of(self, modality: str, step: int, slot: int):
+        """The user source this sample reads (sources/mixture.py), or None for the world / built-in text."""
+        if self.mixture is None:
+            return None
+        rank = self.plan.sample_rank(step, slot, self.data.batch_size * self.world_size)
+        source = self.mixture.choose(modality, rank)
+        self._counts_now[source.label] = self._counts_now.get(source.label, 0) + 1
+        return None if source.built_in else source
+
+    def _example(self, seed: int, modality: str, step: int = 0, slot: int = 0) -> EncodedSample:
+        source = self.source_of(modality, step, slot)
         if modality == "text":
-            tokens = self.text.window(seed, self.data.seq_len - 1)
+            if source is None:
+                tokens = self.text.window(seed, self.data.seq_len - 1)
+            else:
+                tokens = packed_tokens(source, seed, self.data.seq_len - 1, self.split, self._tokenize, self.bad_row)
             if self.data.text_format == "chat":
                 return self._truncate(text_chat_example(self.processor, tokens))
             return text_plain_example(self.processor, tokens)
+        if source is not None:
+            return self._truncate(self._user_image_example(source, seed))
         rng = random.Random(seed)
         sample = task_sample(self.data, seed, self.task_image_size, rng)
-        formats, weights = zip(*self.data.image_formats.items())
-        form = rng.choices(formats, weights)[0]
-        if form == "caption":
-            return self._truncate(caption_example(self.processor, sample))
-        if form == "qa":
-            return self._truncate(qa_example(self.processor, sample, rng.randrange(len(sample.qa))))
-        return self._truncate(chat_example(self.processor, sample))
+        return self._truncate(sample_example(self.processor, sample, self.data, rng))
+
+    def _tokenize(self, text: str) -> list[int]:
+        return self.processor.encode_text(text, add_bos=False, add_eos=True)
+
+    def _user_image_example(self, source, seed: int) -> EncodedSample:
+        """A drawn row of a user image source; bad rows are skipped (counted) or raised, per on_bad_sample."""
+        rng = random.Random(seed)
+        for _ in range(MAX_BAD_IN_A_ROW):
+            row = source.pick(rng, self.split)
+            try:
+                record = image_record(*source.rows.get(row), source.image_folder, source.spec.allow_outside_paths)
+                image = self._decode(record)
+                return record_example(self.processor, record, image, self.data, rng)
+            except DataError as error:
+                self.bad_row(error)
+        raise DataError(f"{MAX_BAD_IN_A_ROW} bad rows in a row: is this the right file and image_folder?",
+                        source=str(source.spec.path), key="stage.data.sources")
+
+    def _decode(self, record: ImageRecord):
+        """The record's pixels, through the processor's safe loader (size limit before decoding)."""
+        limit = self.processor.max_image_pixels
+        try:
+            if isinstance(record.image, bytes):
+                return self.processor.load_image(record.image)
+            image_header_size(record.image, limit)  # "missing image" / "image too large" before decoding
+            return self.processor.load_image(record.image)
+        except DataError as error:
+            raise DataError(error.problem, source=record.where, key="image", reason=error.reason) from None
+        except ProcessorError as error:
+            raise DataError(f"unreadable image: {error.problem}", source=record.where, key="image",
+                            reason="unreadable image") from None
+
+    def bad_row(self, error: DataError) -> None:
+        """``on_bad_sample="raise"``: stop with the row's file:line; "skip": count it and go on."""
+        if self.data.on_bad_sample == "raise":
+            raise DataError(f"{error.problem}; {BAD_ROW_HINT}", source=error.source, key=error.key,
+                            reason=error.reason) from None
+        self._bad_now.append({"where": error.source, "reason": error.reason,
+                              "message": DataError(error.problem, source=error.source, key=error.key).format()})
 
     def _truncate(self, encoded: EncodedSample) -> EncodedSample:
         """Cut text beyond seq_len; image tokens come first and are never cut."""
