@@ -51,7 +51,7 @@ TEXT_FORMATS = ("plain", "chat")
 TEXT_SOURCES = ("corpus", "fresh")
 # Fields added after stage cards and sweep run names were first written: serialised (to_dict) only
 # when they differ from this default, so existing cards, resume checks and run hashes still match.
-OMITTED_AT_DEFAULT = {"text_source": "corpus", "sources": (), "on_bad_sample": "raise"}
+OMITTED_AT_DEFAULT = {"text_source": "corpus", "sources": [], "on_bad_sample": "raise"}
 ON_BAD_SAMPLE = ("raise", "skip")
 MAX_BAD_IN_A_ROW = 1000  # bad rows skipped for one sample before the source is declared broken
 
@@ -136,7 +136,7 @@ class StageData:
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain data, leaving out ``OMITTED_AT_DEFAULT`` fields at their default."""
         data = dataclasses.asdict(self)
-        data["sources"] = tuple(source.to_dict() for source in self.sources)
+        data["sources"] = [source.to_dict() for source in self.sources]  # a list: as JSON and YAML give it back
         for key, default in OMITTED_AT_DEFAULT.items():
             if data[key] == default:
                 del data[key]
@@ -342,6 +342,32 @@ def image_draw_keys(data: StageData, steps: int, image_size: int, world_size: in
                 family, detail = task_choice(data, seed)
                 keys.add(SampleKey(family, detail, image_size, seed))
     return keys
+
+
+def planned_counts(data: StageData, steps: int, world_size: int = 1) -> dict[str, dict[str, float]]:
+    """What ``steps`` steps of ``data`` draw, from the plan alone (no sample is built): samples of
+    each modality and of each source, with what the spec expects for comparison.
+
+    ``{"drawn": {"text": n, "image": n, <source>: n, ...}, "expected": {...}}``; expected counts
+    follow the warm-up (``ModalityPlan.expected_text``) and each source's share of its modality.
+    The same choice functions as ``StageBatches``, so a run's logged counts equal these.
+    """
+    plan, width = data.plan(world_size), data.batch_size * world_size
+    mixture = SourceMixture(data.sources, data.seed) if data.sources else None
+    drawn: dict[str, float] = {"text": 0, "image": 0}
+    for step in range(steps):
+        for slot, modality in enumerate(plan.step_modalities(step, width)):
+            drawn[modality] += 1
+            if mixture is not None:
+                label = mixture.choose(modality, plan.sample_rank(step, slot, width)).label
+                drawn[label] = drawn.get(label, 0) + 1
+    draws = steps if data.group_by_modality else steps * width
+    text = plan.expected_text(draws) * (width if data.group_by_modality else 1)
+    expected = {"text": text, "image": steps * width - text}
+    for modality in ("text", "image"):
+        for label, share in (mixture.shares(modality).items() if mixture is not None else ()):
+            expected[label] = expected[modality] * share
+    return {"drawn": drawn, "expected": expected}
 
 
 # ============================================================================ batches by step
