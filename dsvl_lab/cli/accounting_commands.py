@@ -17,6 +17,10 @@ SHAPE_ARGS = [
     arg("--seq", type=COUNT, default=4096, help="tokens per sequence, image tokens included (default 4096)"),
     arg("--images", type=whole_number(0), default=1,
         help="images per sequence, each g*g tokens inside --seq (default 1; 0 = a text-only batch)"),
+    arg("--config", action="append", default=None, metavar="PIECE",
+        help="cost what `dsvl-lab fit --config PIECE ...` would train (repeatable, merged in order): the "
+             "preset and stage come from the pieces, and the sequence length (flops: also the batch) from "
+             "the stage's data"),
 ]
 UNITS = [(1e18, "EFLOP"), (1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP"), (1, "FLOP")]
 
@@ -31,7 +35,9 @@ def flop_unit(largest: float) -> tuple[float, str]:
     "flops", "analytic FLOPs of one training step per component (forward, backward), aware of what a stage freezes",
     example="dsvl-lab flops --preset dsvl-7b --stage stage2_joint --batch 1 --seq 4096\n"
             "dsvl-lab flops --preset dsvl-tiny-hybrid --stage stage1_adaptor --batch 16 --seq 256\n"
-            "dsvl-lab flops --paper-run --mfu 0.5          (the paper's 7B and 1.3B runs in A100-days)",
+            "dsvl-lab flops --paper-run --mfu 0.5          (the paper's 7B and 1.3B runs in A100-days)\n"
+            "dsvl-lab flops --config configs/model/dsvl-7b.yaml --config configs/stage/stage2_joint-paper-7b.yaml \\\n"
+            "    --config configs/data/own-stage2.yaml     (a dry run: what the fit pieces' whole run costs)",
     details="Matrix products only, 2*m*k*n each (as torch's FlopCounterMode counts them); attention over the\n"
             "full T x T square. Backward: an activation gradient wherever something trainable lies upstream,\n"
             "a weight gradient wherever the weight trains. Formulas: dsvl_lab/metrics/flops.py.",
@@ -48,6 +54,8 @@ def cmd_flops(args) -> int:
     from ..config import DSVLConfig
     from ..inspection.model_tables import print_table
     from ..metrics.flops import stage_flops
+    if args.config:
+        return dry_run(args)
 
     config = DSVLConfig.from_name(args.preset)
     rows = stage_flops(config, args.stage, args.batch, args.seq, args.images)
@@ -67,6 +75,44 @@ def cmd_flops(args) -> int:
         from ..inspection.scaling_views import print_paper_runs
 
         print_paper_runs(args.mfu, args.peak_tflops * 1e12, args.images)
+    return EXIT_OK
+
+
+def pieces_shape(args) -> tuple[str, object, int, int]:
+    """(preset, stage spec, global batch, tokens per sequence) of the fit pieces in ``args.config``."""
+    from ..config import DSVLConfig
+    from ..training.spec import load_pieces
+    preset, spec = load_pieces(args.config)
+    preset = preset or args.preset
+    seq = spec.data.seq_len
+    tokens = args.images * DSVLConfig.from_name(preset).num_image_tokens
+    if seq < tokens:  # as metrics.flops.paper_run: a sequence shorter than its image counts as the text
+        seq += tokens
+    return preset, spec, spec.data.batch_size, seq
+
+
+def dry_run(args) -> int:
+    """The whole run of the pieces: per-step FLOPs of image and text batches, mixed as its plan draws them."""
+    from ..config import DSVLConfig
+    from ..metrics.flops import A100_BF16_PEAK, SECONDS_PER_DAY, step_flops
+    preset, spec, batch, seq = pieces_shape(args)
+    config = DSVLConfig.from_name(preset)
+    data = spec.data
+    draws = spec.steps if data.group_by_modality else spec.steps * batch
+    text_share = data.plan().expected_text(draws) / draws  # the warm-up included
+    image_step = step_flops(config, spec, batch, seq, args.images)["total"]
+    text_step = step_flops(config, spec, batch, seq, 0)["total"]
+    total = spec.steps * (text_share * text_step + (1 - text_share) * image_step)
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else A100_BF16_PEAK
+    days = total / (peak * args.mfu * SECONDS_PER_DAY)
+    print(f"{preset}, {spec.name} from {', '.join(args.config)}:")
+    print(f"  {spec.steps:,} steps x {batch:,} sequences x {seq:,} tokens; language-only share "
+          f"{text_share:.3f} (target {data.language_ratio}, warm-up {data.warmup_steps} steps)")
+    print(f"  per step: {image_step:.3e} FLOPs (image batch), {text_step:.3e} (text batch)")
+    print(f"  whole run: {total:.3e} FLOPs = {days:,.1f} GPU-days at {args.peak_tflops:g} TFLOP/s peak and "
+          f"MFU {args.mfu:.2f}")
+    for source in data.sources:
+        print(f"  reads {source.kind} {source.label}: {source.path or '(built in)'} (weight {source.weight:g})")
     return EXIT_OK
 
 
@@ -90,6 +136,8 @@ def cmd_memory(args) -> int:
     from ..config import DSVLConfig
     from ..inspection.model_tables import print_table
     from ..metrics.memory import GiB, stage_memory
+    if args.config:
+        args.preset, args.stage, _, args.seq = pieces_shape(args)
 
     config = DSVLConfig.from_name(args.preset)
     est = stage_memory(config, args.stage, args.batch, args.seq, args.precision, args.checkpointing, args.fsdp,
@@ -105,7 +153,8 @@ def cmd_memory(args) -> int:
     rows += [[f"  saved: {name}", gib(value)] for name, value in est.saved.items()]
     rows += [[f"  transient: {name}", gib(value)] for name, value in est.transient.items() if value]
     rows += [["total (sum)", gib(est.total)], ["peak (estimate)", gib(est.peak)]]
-    print(f"{args.preset}, {args.stage}: batch {args.batch} x {args.seq} tokens per device, {args.precision}, "
+    stage = getattr(args.stage, "name", args.stage)  # a StageSpec when read from --config pieces
+    print(f"{args.preset}, {stage}: batch {args.batch} x {args.seq} tokens per device, {args.precision}, "
           f"checkpointing {'on' if args.checkpointing else 'off'}, FSDP world {args.fsdp}")
     print_table(["", unit], rows, right={1})
     print("\nactivations = saved + the larger of the loss head and a recomputed layer; peak = weights + AdamW +\n"

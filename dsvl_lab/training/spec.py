@@ -337,3 +337,32 @@ if __name__ == "__main__":
         for scale, suffix in SCALE_SUFFIXES.items():
             (folder / f"{stage}{suffix}.yaml").write_text(stage_yaml(stage, scale))
             print(f"wrote {folder / f'{stage}{suffix}.yaml'}")
+
+
+def merge_pieces(base: dict, piece: dict) -> dict:
+    """``piece`` over ``base`` key by key, as LightningCLI merges ``--config`` files: mappings merge, values replace."""
+    merged = dict(base)
+    for key, value in piece.items():
+        merged[key] = merge_pieces(merged[key], value) if isinstance(value, dict) and isinstance(
+            merged.get(key), dict) else value
+    return merged
+
+
+def load_pieces(paths) -> tuple[str | None, StageSpec]:
+    """The preset and stage that ``dsvl-lab fit --config A --config B ...`` would train, read without Lightning.
+
+    For costing a run before it starts (``dsvl-lab flops --config ...``): the ``model:`` sections of
+    the pieces merged in order; the stage must be a whole spec (a ``configs/stage/`` piece) by the end.
+    """
+    model: dict = {}
+    for path in paths:
+        data = read_yaml(path)
+        if not (isinstance(data, dict) and isinstance(data.get("model", {}), dict)):
+            raise StageConfigError("model", "a fit piece is a mapping with a model: section", source=str(path))
+        model = merge_pieces(model, data.get("model", {}))
+    stage = model.get("stage")
+    if isinstance(stage, str):
+        return model.get("preset"), stage_spec(stage, model.get("scale", "mini"))
+    if not isinstance(stage, dict):
+        raise StageConfigError("model.stage", "none of the pieces gives the stage: add a configs/stage/ piece")
+    return model.get("preset"), StageSpec.from_dict(stage, source=", ".join(str(p) for p in paths))
