@@ -15,6 +15,9 @@ one of the shipped photos (``data_samples/photos``). Then, in this one process:
 3. **the reference**: the whole large file parsed into a list (what a naive reader does), its
    resident growth measured last, in the same process.
 
+The same is measured for a language-only source of ``--lines`` JSONL text rows, packed into
+stage-2 sequences (``large_text``).
+
 Targets: growth while streaming <= ``--flat-mb`` (default 8 MB), and the large file's total
 streaming growth <= 0.25 of the naive reader's. Prints one JSON line, writes
 ``benchmarks/results/<name>.json`` (atomically) and exits 1 when a target is missed.
@@ -66,12 +69,31 @@ def write_source(folder: Path, lines: int) -> Path:
     return path
 
 
-def stream(path: Path, processor: DSVLProcessor, batches: int, batch_size: int) -> dict:
-    """Index ``path`` and build ``batches`` batches; resident MB after indexing and at each tenth."""
+def write_text_source(folder: Path, lines: int) -> Path:
+    """``lines`` JSONL text rows: the corpus' training documents, cycled, each marked with its row."""
+    from dsvl_lab.data.corpus import train_texts
+
+    texts = train_texts()
+    path = folder / f"text-{lines}.jsonl"
+    with path.open("w") as file:
+        for index in range(lines):
+            file.write(json.dumps({"text": f"{texts[index % len(texts)]} (row {index})"}) + "\n")
+    return path
+
+
+def stream(path: Path, processor: DSVLProcessor, batches: int, batch_size: int, kind: str = "llava") -> dict:
+    """Index ``path`` and build ``batches`` batches; resident MB after indexing and at each tenth.
+
+    ``kind="llava"``: stage-3 conversations with their images; ``"text"``: stage-2 text packed to 256 tokens.
+    """
     gc.collect()
     before = resident_mb()
-    data = StageData(name="stage3_sft", language_ratio=0.0, batch_size=batch_size, seq_len=512,
-                     sources=[{"kind": "llava", "path": str(path), "name": "rows"}])
+    source = {"kind": kind, "path": str(path), "name": "rows"}
+    if kind == "text":
+        data = StageData(name="stage2_joint", language_ratio=1.0, batch_size=batch_size, seq_len=256,
+                         sources=[source])
+    else:
+        data = StageData(name="stage3_sft", language_ratio=0.0, batch_size=batch_size, seq_len=512, sources=[source])
     source = StageBatches(data, processor, None, batches)
     indexed = resident_mb()
     readings = []
@@ -120,15 +142,18 @@ def main(argv: list[str] | None = None) -> int:
         small, large = write_source(folder, args.lines // 10), write_source(folder, args.lines)
         streamed_small = stream(small, processor, args.batches, args.batch_size)
         streamed_large = stream(large, processor, args.batches, args.batch_size)
+        streamed_text = stream(write_text_source(folder, args.lines), processor, args.batches, args.batch_size,
+                               kind="text")
         naive = read_whole(large)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    flat = streamed_large["growth_after_warm_up_mb"] <= args.flat_mb
+    flat = max(streamed_large["growth_after_warm_up_mb"], streamed_text["growth_after_warm_up_mb"]) <= args.flat_mb
     ratio = streamed_large["total_growth_mb"] / naive if naive > 0 else float("nan")
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "python": platform.python_version(), "torch": torch.__version__},
-              "small": streamed_small, "large": streamed_large, "naive_reader_growth_mb": naive,
+              "small": streamed_small, "large": streamed_large, "large_text": streamed_text,
+              "naive_reader_growth_mb": naive,
               "streaming_over_naive": round(ratio, 3),
               "targets": {"flat": flat, "streaming_over_naive <= 0.25": ratio <= 0.25}}
     write_json_atomic(RESULTS / f"{args.name}.json", report)

@@ -348,3 +348,75 @@ def test_a_killed_mixed_stage_resumes_bit_exact(photo_folder, tmp_path):
     mixture = [{key: value for key, value in row.items() if key.startswith(("data/", "val/"))} for row in logged]
     assert mixture[0] == mixture[1]
     assert {"data/source/world", "data/source/photos", "data/source/corpus"} <= set(mixture[0])
+
+
+# ============================================================================ the shipped photos, the CLI, the recipe
+def test_the_shipped_photo_set_is_clean():
+    from dsvl_lab.data.jsonl import check_jsonl
+
+    reader = check_jsonl(PHOTOS / "photos.jsonl")
+    assert reader.good == 36 and not reader.skipped
+
+
+def test_loader_workers_read_the_same_batches(photo_folder):
+    from dsvl_lab.data.datamodule import DSVLDataModule
+
+    data = mixed_stage(photo_folder, batch_size=2, warmup_steps=0)
+    dm = DSVLDataModule(PRESET, data, total_steps=4, num_workers=2)
+    in_process = [dm.train_batches[step]["input_ids"] for step in range(4)]
+    assert all(torch.equal(a, b["input_ids"]) for a, b in zip(in_process, dm.train_dataloader()))
+
+
+def test_data_convert_cli_writes_a_source_a_stage_reads(photo_folder, tmp_path, capsys, processor):
+    from dsvl_lab.cli import main
+
+    assert main(["data", "convert", str(photo_folder / "sixteen.jsonl"), "--to", "llava",
+                 "--out", str(tmp_path / "out.json")]) == 0
+    assert "image_folder" in capsys.readouterr().out
+    data = one_source("llava", tmp_path / "out.json")
+    data = dataclasses.replace(data, sources=[{**data.sources[0].to_dict(), "image_folder": str(photo_folder)}])
+    assert batches_of(data, processor, steps=1)[0]["pixel_values"].shape[0] == 4
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("size", ["7b", "1.3b"])
+@pytest.mark.parametrize("stage", ["stage1_adaptor", "stage2_joint", "stage3_sft"])
+def test_the_real_scale_recipe_resolves_with_placeholder_paths(stage, size):
+    from dsvl_lab.training.spec import load_pieces
+
+    number = stage[len("stage")]
+    preset, spec = load_pieces([CONFIGS / "model" / f"dsvl-{size}.yaml",
+                                CONFIGS / "stage" / f"{stage}-paper-{size}.yaml",
+                                CONFIGS / "data" / f"own-stage{number}.yaml"])
+    assert preset == f"dsvl-{size}" and spec.name == stage
+    assert spec.data.sources and all(source.path.startswith("/path/to/") for source in spec.data.sources)
+    assert spec.data.on_bad_sample == "skip"
+    assert spec.data.batch_size == {"7b": {"stage1_adaptor": 256, "stage2_joint": 2304, "stage3_sft": 256},
+                                    "1.3b": {"stage1_adaptor": 256, "stage2_joint": 1024,
+                                             "stage3_sft": 256}}[size][stage]
+
+
+def test_flops_costs_the_recipe_before_it_runs(capsys):
+    from dsvl_lab.cli import main
+
+    pieces = ["configs/model/dsvl-7b.yaml", "configs/stage/stage2_joint-paper-7b.yaml", "configs/data/own-stage2.yaml"]
+    assert main(["flops", *[arg for piece in pieces for arg in ("--config", str(CONFIGS.parent / piece))]]) == 0
+    out = capsys.readouterr().out
+    assert "42,000 steps x 2,304 sequences x 4,096 tokens" in out and "GPU-days" in out
+    assert "/path/to/your/text_corpus.jsonl" in out
+
+
+@pytest.mark.slow
+def test_fit_print_config_resolves_the_recipe_with_the_fsdp_piece():
+    import subprocess
+    import sys
+
+    pieces = ["model/dsvl-7b.yaml", "stage/stage2_joint-paper-7b.yaml", "data/own-stage2.yaml", "trainer/fsdp-7b.yaml"]
+    configs = [arg for piece in pieces for arg in ("--config", str(CONFIGS / piece))]
+    command = [sys.executable, "-m", "dsvl_lab.cli", "fit", *configs, "--print_config"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "/path/to/your/multimodal_pretraining.json" in done.stdout
+    assert "DSVLFSDPStrategy" in done.stdout and "use_orig_params: true" in done.stdout

@@ -21,6 +21,8 @@ from .output_files import check_output_file, is_png
             "dsvl-lab data preview --family ocr --detail fine --n 8 --out ocr-fine.png\n"
             "dsvl-lab data export --n 4 --out data_samples/tasks\n"
             "dsvl-lab data check data_samples/tasks/samples.jsonl\n"
+            "dsvl-lab data convert data_samples/photos/photos.jsonl --to llava --out runs/photos/llava.json\n"
+            "dsvl-lab data convert data_samples/photos/photos.jsonl --to hf --out runs/photos/hf   (images embedded)\n"
             "dsvl-lab data cache ablations/encoder/sweep.yaml --workers 2   (pre-render a sweep's samples)\n"
             "dsvl-lab data cache --preset dsvl-tiny-hybrid   (what make demo draws, into runs/sample-cache)\n"
             "dsvl-lab data cache --verify 100   |   dsvl-lab data cache --clear   (runs/sweeps/sample-cache)",
@@ -29,12 +31,18 @@ from .output_files import check_output_file, is_png
             "default runs/sweeps; DSVL_LAB_SAMPLE_CACHE or --cache choose another folder); with --preset, what\n"
             "dsvl-lab pipeline draws, into runs/sample-cache (the pipeline's default for --out runs/<name>, which\n"
             "also renders what is missing itself before its stages). --verify N compares N\n"
-            "random entries with fresh renderings; --clear deletes the folder.",
+            "random entries with fresh renderings; --clear deletes the folder.\n"
+            "convert: one of our sample files into another format a stage's sources read (README \"Training on\n"
+            "your own data\"): jsonl, llava (.json list or .jsonl), hf (a datasets folder) or parquet; llava and\n"
+            "jsonl keep the image paths relative to the input's folder (give it as the source's image_folder),\n"
+            "hf and parquet embed the images.",
     args=[
-        arg("action", choices=["preview", "export", "check", "cache"],
+        arg("action", choices=["preview", "export", "check", "cache", "convert"],
             help="preview: contact sheet PNG; export: PNGs + samples.jsonl; check: read and validate a JSONL file; "
-                 "cache: pre-render, verify or clear the sample cache"),
-        arg("path", nargs="?", default=None, help="the JSONL file (check) or a study's sweep.yaml (cache)"),
+                 "cache: pre-render, verify or clear the sample cache; convert: a sample file into another format"),
+        arg("path", nargs="?", default=None,
+            help="the JSONL file (check, convert) or a study's sweep.yaml (cache)"),
+        arg("--to", choices=["jsonl", "llava", "hf", "parquet"], default=None, help="convert: the output format"),
         arg("--family", action="append", default=None, help="task family (repeatable; default: all)"),
         arg("--detail", choices=["coarse", "fine", "both"], default="both", help="detail level (default both)"),
         arg("--n", type=COUNT, default=8, help="samples per family and detail level (default 8)"),
@@ -77,6 +85,8 @@ def cmd_data(args) -> int:
         return EXIT_OK
     if args.action == "cache":
         return cache_command(args)
+    if args.action == "convert":
+        return convert_command(args)
     if args.action == "preview":  # before drawing the samples
         check_output_file(args.out or "preview.png", "--out", "PNG image", is_png)
     families = args.family or list(FAMILIES)
@@ -90,6 +100,20 @@ def cmd_data(args) -> int:
     else:
         out = jsonl.write_jsonl(samples, Path(args.out or "samples") / "samples.jsonl")
         print(f"wrote {out} and {len(samples)} images")
+    return EXIT_OK
+
+
+def convert_command(args) -> int:
+    from ..data.sources.convert import convert
+
+    if not (args.path and args.to and args.out):
+        raise CLIError("convert needs a sample file, a format and an output: "
+                       "dsvl-lab data convert FILE --to llava --out OUT.json")
+    out = convert(args.path, args.to, args.out)
+    folder = Path(args.path).resolve().parent
+    kind = {"jsonl": "samples"}.get(args.to, args.to)
+    image_folder = f", image_folder: {folder}" if args.to in ("jsonl", "llava") else ""
+    print(f"wrote {out}; as a stage source: {{kind: {kind}, path: {out}{image_folder}}}")
     return EXIT_OK
 
 
