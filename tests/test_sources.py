@@ -420,3 +420,12 @@ def test_fit_print_config_resolves_the_recipe_with_the_fsdp_piece():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "/path/to/your/multimodal_pretraining.json" in done.stdout
     assert "DSVLFSDPStrategy" in done.stdout and "use_orig_params: true" in done.stdout
+
+
+def test_data_check_kind_reads_every_row_as_a_stage_would(broken_source, capsys):
+    from dsvl_lab.cli import main
+
+    assert main(["data", "check", str(broken_source), "--kind", "llava"]) == 0
+    out = capsys.readouterr().out
+    assert "4 rows, 1 good, 3 bad" in out
+    assert f"{broken_source}:3: image: missing image" in out and f"{broken_source}:2: line: not valid JSON" in out

@@ -10,6 +10,8 @@ from pathlib import Path
 from .common import COUNT, EXIT_OK, CLIError, arg, real_number, subcommand, whole_number
 from .output_files import check_output_file, is_png
 
+DEFAULT_PIXELS = 64_000_000  # the processor's max_image_pixels (dsvl_lab.data.jsonl.DEFAULT_MAX_IMAGE_PIXELS)
+
 # Imports of torch, the model and the libraries sit inside the command functions: the one place in
 # the package where lazy imports are justified, so that `dsvl-lab --help` answers at once.
 
@@ -21,6 +23,7 @@ from .output_files import check_output_file, is_png
             "dsvl-lab data preview --family ocr --detail fine --n 8 --out ocr-fine.png\n"
             "dsvl-lab data export --n 4 --out data_samples/tasks\n"
             "dsvl-lab data check data_samples/tasks/samples.jsonl\n"
+            "dsvl-lab data check runs/photos/photos.json --kind llava --image-folder data_samples/photos\n"
             "dsvl-lab data convert data_samples/photos/photos.jsonl --to llava --out runs/photos/llava.json\n"
             "dsvl-lab data convert data_samples/photos/photos.jsonl --to hf --out runs/photos/hf   (images embedded)\n"
             "dsvl-lab data cache ablations/encoder/sweep.yaml --workers 2   (pre-render a sweep's samples)\n"
@@ -43,6 +46,10 @@ from .output_files import check_output_file, is_png
         arg("path", nargs="?", default=None,
             help="the JSONL file (check, convert) or a study's sweep.yaml (cache)"),
         arg("--to", choices=["jsonl", "llava", "hf", "parquet"], default=None, help="convert: the output format"),
+        arg("--kind", choices=["samples", "llava", "text", "hf", "parquet"], default=None,
+            help="check: read PATH as a stage source of this kind (every row as a stage draws it, headers only)"),
+        arg("--image-folder", default=None,
+            help="check --kind: where the rows' relative image paths point (default: the file's folder)"),
         arg("--family", action="append", default=None, help="task family (repeatable; default: all)"),
         arg("--detail", choices=["coarse", "fine", "both"], default="both", help="detail level (default both)"),
         arg("--n", type=COUNT, default=8, help="samples per family and detail level (default 8)"),
@@ -72,6 +79,8 @@ def cmd_data(args) -> int:
     from ..data import jsonl
     from ..data.tasks import FAMILIES, generate_samples
 
+    if args.action == "check" and args.kind:
+        return check_source_command(args)
     if args.action == "check":
         if not args.path:
             raise CLIError("check needs the JSONL file: dsvl-lab data check FILE")
@@ -100,6 +109,21 @@ def cmd_data(args) -> int:
     else:
         out = jsonl.write_jsonl(samples, Path(args.out or "samples") / "samples.jsonl")
         print(f"wrote {out} and {len(samples)} images")
+    return EXIT_OK
+
+
+def check_source_command(args) -> int:
+    from ..data.sources import SourceSpec
+    from ..data.sources.check import check_source
+
+    if not args.path:
+        raise CLIError("check --kind needs the file or folder: dsvl-lab data check FILE --kind llava")
+    spec = SourceSpec(kind=args.kind, path=args.path, image_folder=args.image_folder,
+                      allow_outside_paths=args.allow_outside_paths)
+    result = check_source(spec, args.max_image_pixels or DEFAULT_PIXELS)
+    for problem in result.problems:
+        print(f"bad {problem}")
+    print(result.summary())
     return EXIT_OK
 
 
