@@ -429,3 +429,14 @@ def test_data_check_kind_reads_every_row_as_a_stage_would(broken_source, capsys)
     out = capsys.readouterr().out
     assert "4 rows, 1 good, 3 bad" in out
     assert f"{broken_source}:3: image: missing image" in out and f"{broken_source}:2: line: not valid JSON" in out
+
+
+def test_planning_never_indexes_a_file(photo_folder, monkeypatch):
+    from dsvl_lab.data.sources import mixture
+
+    def refuse(kind, path):
+        raise AssertionError(f"indexed {path}")
+
+    monkeypatch.setattr(mixture, "open_rows", refuse)
+    counts = planned_counts(mixed_stage(photo_folder), steps=50)["drawn"]
+    assert counts["text"] + counts["image"] == 800

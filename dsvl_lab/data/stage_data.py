@@ -393,6 +393,8 @@ class StageBatches(Dataset):
         # User sources (stage.data.sources): indexed once here; None keeps the world + built-in text path.
         self.split = split
         self.mixture = mixture or (SourceMixture(data.sources, data.seed, split) if data.sources else None)
+        for source in self.mixture.sources if self.mixture else ():
+            source.rows  # index the files here, once: loader workers inherit the index instead of rebuilding it
         self._bad_now: list[dict] = []  # rows skipped while building the current batch
         self._counts_now: dict[str, int] = {}
         if data.language_ratio > 0 and text is None and data.uses_built_in_text:
@@ -426,8 +428,9 @@ class StageBatches(Dataset):
             raise RuntimeError(f"stage {self.data.name!r}: building the {modality} sample of step {step}, slot {slot} "
                                f"(seed {seed}) failed: {error}") from error
 
-    def source_of(self, modality: str, step: int, slot: int):
-        """The user source this sample reads (sources/mixture.py), or None for the world / built-in text."""
+    def draw_source(self, modality: str, step: int, slot: int):
+        """The user source this sample reads (sources/mixture.py), or None for the world / built-in text;
+        counted in the batch's ``source_counts``."""
         if self.mixture is None:
             return None
         rank = self.plan.sample_rank(step, slot, self.data.batch_size * self.world_size)
@@ -436,7 +439,7 @@ class StageBatches(Dataset):
         return None if source.built_in else source
 
     def _example(self, seed: int, modality: str, step: int = 0, slot: int = 0) -> EncodedSample:
-        source = self.source_of(modality, step, slot)
+        source = self.draw_source(modality, step, slot)
         if modality == "text":
             if source is None:
                 tokens = self.text.window(seed, self.data.seq_len - 1)

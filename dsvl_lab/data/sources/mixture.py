@@ -18,13 +18,12 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..jsonl.errors import DataError
 from .records import row_modality
-from .rows import open_rows
+from .rows import check_exists, open_rows
 from .spec import BUILT_IN_KINDS, SourceSpec
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
@@ -46,14 +45,25 @@ def is_held_out(row: int, eval_share: float) -> bool:
     return mix64(row) < eval_share * 2.0**64
 
 
-@dataclass
 class OpenSource:
-    """A source whose file is indexed: its spec, its modality, and its rows (None for built-in kinds)."""
+    """A source ready to draw from: its spec, its modality, and its rows (None for built-in kinds).
 
-    spec: SourceSpec
-    modality: str
-    rows: Any = None
-    image_folder: Path | None = None
+    The rows' index is built on first use (``rows``), so that what only asks *which* source a draw
+    reads (``planned_counts``, the sample cache's pre-rendering, a dry run) never reads a large file.
+    """
+
+    def __init__(self, spec: SourceSpec, modality: str, path: Path | None = None, image_folder: Path | None = None,
+                 rows: Any = None) -> None:
+        self.spec, self.modality, self.path, self.image_folder = spec, modality, path, image_folder
+        self._rows = rows
+
+    @property
+    def rows(self):
+        if self._rows is None and self.path is not None:
+            self._rows = open_rows(self.spec.kind, self.path)
+            if len(self._rows) == 0:
+                raise DataError(f"source {self.label!r} has no rows", source=str(self.path), key="path")
+        return self._rows
 
     @property
     def label(self) -> str:
@@ -92,18 +102,20 @@ class OpenSource:
 
 
 def open_source(spec: SourceSpec) -> OpenSource:
-    """Index a source's file (one pass) and settle its modality; built-in kinds read nothing."""
+    """A source's path checked and its modality settled; its rows are indexed on first use.
+
+    Built-in kinds read nothing; ``hf`` and ``parquet`` open their table now, because its columns
+    decide the modality (a memory map or the file's footer: cheap).
+    """
     if spec.kind in BUILT_IN_KINDS:
         return OpenSource(spec, spec.fixed_modality)
     path = Path(spec.path).expanduser()
-    rows = open_rows(spec.kind, path)
-    modality = spec.fixed_modality
-    if modality is None:  # hf / parquet: the columns decide
-        modality = row_modality(rows.columns, spec.text_field)
-    if len(rows) == 0:
-        raise DataError(f"source {spec.label!r} has no rows", source=str(path), key="path")
+    check_exists(path)  # now, not at the first draw: a wrong path fails when the stage starts
     folder = Path(spec.image_folder).expanduser() if spec.image_folder else (path if path.is_dir() else path.parent)
-    return OpenSource(spec, modality, rows, folder.resolve())
+    source = OpenSource(spec, spec.fixed_modality, path, folder.resolve())
+    if source.modality is None:  # hf / parquet: the columns decide
+        source.modality = row_modality(source.rows.columns, spec.text_field)
+    return source
 
 
 class SourceMixture:

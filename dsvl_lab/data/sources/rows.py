@@ -286,11 +286,15 @@ class ParquetRows:
         return {**self.__dict__, "_file": None, "_group": -1, "_rows": None}
 
 
-def open_rows(kind: str, path: Path):
-    """The reader for a source kind and path: JSONL, a JSON list, text documents, or Arrow rows."""
+def check_exists(path: Path) -> None:
     if not path.exists():
         raise DataError(f"no such file or folder: {path}; point the source's path at your local data (nothing "
                         f"is downloaded)", source=str(path), key="path", reason="missing path")
+
+
+def open_rows(kind: str, path: Path):
+    """The reader for a source kind and path: JSONL, a JSON list, text documents, or Arrow rows."""
+    check_exists(path)
     if kind == "hf":
         return ArrowRows(path)
     if kind == "parquet":
