@@ -263,3 +263,16 @@ def test_every_committed_study_validates_and_ships_its_results(study):
         assert (folder / name).is_file(), f"{study}: {name} is missing"
     last = spec.runs()[0].evaluated_stages[-1]
     assert (folder / f"{last}-intervals.png").is_file(), f"{study}: {last}-intervals.png is missing"
+
+
+@pytest.mark.parametrize("part", ["encoder", "language_ratio"])
+def test_the_scaling_study_ships_both_parts_and_its_transfer_table(part):
+    folder = ROOT / "ablations" / "scaling" / part
+    spec = SweepSpec.load(folder / "sweep.yaml")
+    assert spec.study == f"scaling-{part}" and len(spec.seeds) >= 3
+    assert all("small" in run.preset for run in spec.runs())  # the size up from the tiny study
+    for name in ("results.md", "results.csv"):
+        assert (folder / name).is_file(), f"scaling/{part}: {name} is missing"
+    transfer = (ROOT / "ablations" / "scaling" / "transfer.md").read_text()
+    for claim in spec.claims:
+        assert claim.text in transfer, f"transfer.md lacks the claim {claim.text!r}"
