@@ -51,7 +51,7 @@ def text_of(row: Any, where: str, text_field: str = "text") -> str:
             raise DataError("empty text: nothing to learn from", key=text_field, reason="empty text")
         return text
     except DataError as error:
-        raise DataError(error.problem, source=where, key=error.key, reason=error.reason) from None
+        raise error.at(where) from None
 
 
 def image_record(row: Any, where: str, image_folder: Path, allow_outside_paths: bool = False) -> ImageRecord:
@@ -68,7 +68,7 @@ def image_record(row: Any, where: str, image_folder: Path, allow_outside_paths: 
                                                                          allow_outside_paths)
         return ImageRecord(where, path, sample.get("conversation"), sample.get("caption"), sample.get("qa", []))
     except DataError as error:
-        raise DataError(error.problem, source=where, key=error.key, reason=error.reason) from None
+        raise error.at(where) from None
 
 
 def embedded_bytes(image: Any) -> bytes | None:

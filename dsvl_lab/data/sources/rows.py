@@ -78,7 +78,7 @@ class OffsetRows:
         try:
             return parse_record(self.raw(index)), where
         except DataError as error:
-            raise DataError(error.problem, source=where, key=error.key, reason=error.reason) from None
+            raise error.at(where) from None
 
 
 def jsonl_rows(path: Path) -> OffsetRows:
