@@ -295,6 +295,22 @@ def decode(model: DSVLModel, token: torch.Tensor, past, mask: torch.Tensor, step
     return torch.cat(tokens), seconds, [(slot[0], slot[1]) for slot in cache], finite
 
 
+def linear_pass_s(model: DSVLModel, device: torch.device, repeats: int = 3) -> float:
+    """Seconds for every linear layer of the LLM (``lm_head`` included) on one token, back to back: the
+    matrix-vector products a decode step cannot avoid, with nothing else. Its bytes over this time is
+    what torch's matrix-vector kernel reads per second here, so bytes / bandwidth over it is the
+    highest fraction of the bound any decode built on that kernel can reach (median of ``repeats``)."""
+    layers = [m for m in model.language_model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {m.in_features: torch.rand(1, 1, m.in_features, device=device, dtype=m.weight.dtype) for m in layers}
+
+    def one_pass():
+        for layer in layers:
+            layer(inputs[layer.in_features])
+
+    one_pass()  # warm-up
+    return statistics.median(timed(one_pass, device)[1] for _ in range(repeats))
+
+
 def warm_up(model: DSVLModel, config: DSVLConfig, device: torch.device) -> None:
     """A text-only 8-token prefill and 2 decode steps: first-call costs (kernel choice, allocator) out of the timing."""
     ids = torch.full((1, 8), config.bos_token_id, device=device)
@@ -360,6 +376,8 @@ def run_model(args, config: DSVLConfig, dtype: torch.dtype, device: torch.device
         result["memory_after_decode"] = peak_memory(device)
         log(f"  decode of {args.decode_tokens} tokens {sum(seconds):.2f} s")
         result["kv_cache_bytes_final"] = sum(k.nbytes + v.nbytes for k, v in past)
+        result["linear_pass_s"] = linear_pass_s(model, device)
+        log(f"  every LLM linear layer on one token, alone: {1e3 * result['linear_pass_s']:.1f} ms")
         if args.verify:
             result["same_tokens_as_generate"] = same_as_generate(model, inputs, tokens)
     result["decode_step_s"] = seconds
@@ -375,6 +393,8 @@ def summarise(r: dict) -> dict:
     r["decode_tokens_per_s_median"] = 1e3 / r["decode_median_ms"]
     r["bound_tokens_per_s"] = r["copy_bandwidth_gbs"]["used"] * GB / r["weight_bytes"]["llm_read_per_token"]
     r["decode_fraction_of_bound"] = r["decode_tokens_per_s_median"] / r["bound_tokens_per_s"]
+    # the ceiling torch's matrix-vector kernel sets: the linear layers alone, as a fraction of the bound
+    r["linear_only_fraction_of_bound"] = 1 / r["linear_pass_s"] / r["bound_tokens_per_s"]
     average_kv = (r["sequence"] + len(steps) / 2) / (r["sequence"] + len(steps)) * r["kv_cache_bytes_final"]
     r["kv_bytes_read_per_token_avg"] = average_kv
     r["prefill_tokens_per_s"] = r["sequence"] / r["prefill_s"]
@@ -438,7 +458,8 @@ def print_table(results: list[dict]) -> None:
                   f"GB/s of weights), fp32 {gemv['fp32']['ms']:.2f} ms ({gemv['fp32']['weight_gbs']:.1f} GB/s); "
                   f"weights read per token {r['weight_bytes']['llm_read_per_token'] / GB:.3f} GB, KV cache "
                   f"{r['kv_bytes_read_per_token_avg'] / GB:.3f} GB; tokens/s from the median step "
-                  f"{r['decode_tokens_per_s_median']:.2f}")
+                  f"{r['decode_tokens_per_s_median']:.2f}; the LLM's linear layers alone "
+                  f"{1e3 * r['linear_pass_s']:.1f} ms a token = {r['linear_only_fraction_of_bound']:.2f} of the bound")
 
 
 def print_verdicts(verdicts: list[dict]) -> None:
@@ -452,7 +473,7 @@ def print_verdicts(verdicts: list[dict]) -> None:
 def one_line(results: list[dict], verdicts: list[dict], path: Path) -> dict:
     """The JSON line: the headline figures per preset and the verdicts."""
     keys = ("encode_s", "prefill_s", "decode_tokens_per_s", "decode_median_ms", "bound_tokens_per_s",
-            "decode_fraction_of_bound", "peak_gb", "refused", "failed")
+            "decode_fraction_of_bound", "linear_only_fraction_of_bound", "peak_gb", "refused", "failed")
     per_preset = {r["preset"]: {k: r[k] for k in keys if k in r} for r in results}
     return {"benchmark": "inference", "results": per_preset, "passed": all(v["passed"] for v in verdicts),
             "file": str(path)}

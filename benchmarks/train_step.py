@@ -139,13 +139,21 @@ def run(args: argparse.Namespace) -> dict:
     fused = args.fused == "on" or (args.fused == "auto" and args.device == "cuda")
     our_opt, their_opt = our_optimizer(ours, fused), reference_optimizer(theirs)
     our_inputs = {**inputs, "loss_only": True}  # our training step (training.module.batch_loss)
+    compile_s = None
+    if args.compile:  # torch.compile of our model only; compiling happens in the first (warm-up) step
+        started = time.perf_counter()
+        ours = torch.compile(ours)
+        make_step(ours, our_opt, our_inputs, args.dtype, args.device)
+        compile_s = round(time.perf_counter() - started, 1)
+        print(f"  compiled in {compile_s} s", flush=True)
     our_step = make_step(ours, our_opt, our_inputs, args.dtype, args.device)
     their_step = make_step(theirs, their_opt, inputs, args.dtype, args.device)
     peak = measure_peak_flops(DTYPES[args.dtype], device=args.device)  # MFU's denominator, here and now
     timing = alternate(our_step, their_step, args.rounds, args.min_run_time)
     flops = step_flops(ours.config, tuple(GROUPS), args.batch, args.seq)["total"]  # every group trains
     return {"benchmark": "train_step", "preset": args.preset, "dtype": args.dtype, "device": args.device,
-            "batch": args.batch, "seq": args.seq, "fused_adamw": fused,
+            "batch": args.batch, "seq": args.seq, "fused_adamw": fused, "compiled": args.compile,
+            "compile_s": compile_s,
             "speedup_vs_transformers": round(timing["speedup"], 3), "round_speedups": timing["round_speedups"],
             "ours_ms": round(timing["ours_ms"], 2), "transformers_ms": round(timing["theirs_ms"], 2),
             "step_flops": flops, "peak_flops": round(peak), "mfu": round(flops / (timing["ours_ms"] / 1e3) / peak, 4),
@@ -165,6 +173,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--fused", default="auto", choices=("auto", "on", "off"),
                         help="our AdamW fused (auto: on CUDA only, where it measured faster)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile our model (inductor) before timing; the compile time is reported")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per side per round")
     parser.add_argument("--seed", type=int, default=0)
