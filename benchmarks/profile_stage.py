@@ -41,6 +41,8 @@ import torch  # noqa: E402
 from lightning.pytorch.profilers import SimpleProfiler  # noqa: E402
 
 from dsvl_lab.atomic import write_text_atomic  # noqa: E402
+from dsvl_lab.cli.common import workers_or_auto  # noqa: E402
+from dsvl_lab.data.datamodule import loader_workers  # noqa: E402
 from dsvl_lab.training.run import run_stage  # noqa: E402
 from dsvl_lab.training.spec import stage_spec  # noqa: E402
 
@@ -81,7 +83,7 @@ def phase_seconds(profiler: SimpleProfiler, start_s: float, total_s: float) -> d
     return {p: round(phases[p], 3) for p in PHASES}
 
 
-def profile(preset: str, stage: str, steps: int, precision: str, num_workers: int, eval_samples: int,
+def profile(preset: str, stage: str, steps: int, precision: str, num_workers: int | str, eval_samples: int,
             sample_cache: str = "off") -> dict:
     spec = stage_spec(stage).replace(starts_from="foundation", steps=steps)
     rendering = time.perf_counter()
@@ -99,7 +101,7 @@ def profile(preset: str, stage: str, steps: int, precision: str, num_workers: in
     actions = sorted(((sum(d), a) for a, d in profiler.recorded_durations.items()), reverse=True)[:25]
     samples = steps * spec.data.batch_size
     return {"benchmark": "profile_stage", "preset": preset, "stage": stage, "steps": run.steps,
-            "batch_size": spec.data.batch_size, "precision": precision, "num_workers": num_workers,
+            "batch_size": spec.data.batch_size, "precision": precision, "num_workers": loader_workers(num_workers),
             "threads": torch.get_num_threads(), "eval_samples": eval_samples, "total_s": round(total, 2),
             "phases_s": phases, "phase_share": {p: round(s / total, 3) for p, s in phases.items()},
             "top_actions_s": {action: round(seconds, 3) for seconds, action in actions},
@@ -125,7 +127,8 @@ def main() -> None:
     parser.add_argument("--stage", default="stage2_joint", choices=("stage1_adaptor", "stage2_joint", "stage3_sft"))
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--precision", default="32-true", help="Lightning precision (default 32-true)")
-    parser.add_argument("--num-workers", type=int, default=1, help="data loader workers (the pipeline's default 1)")
+    parser.add_argument("--num-workers", type=workers_or_auto, default="auto",
+                        help="data loader workers (default auto, as the pipeline: 0 on a CPU, 1 with a GPU)")
     parser.add_argument("--eval-samples", type=int, default=40,
                         help="held-out questions per family and detail at the stage's end (demo: 40)")
     parser.add_argument("--sample-cache", default="auto", metavar="auto|off|DIR",

@@ -31,6 +31,8 @@ import torch
 from bench_model import WallClock, machine, warm_sample_cache
 
 from dsvl_lab.atomic import write_json_atomic
+from dsvl_lab.cli.common import workers_or_auto
+from dsvl_lab.data.datamodule import loader_workers
 from dsvl_lab.data.sample_cache import named_in_env
 from dsvl_lab.harness import resolve_precision
 from dsvl_lab.training.run import DEMO_EVAL_SAMPLES, run_stage
@@ -40,7 +42,7 @@ from dsvl_lab.training.step import prepared_stage, training_step_by_hand
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def stage_rate(preset: str, spec, precision: str, num_workers: int, eval_samples: int) -> float:
+def stage_rate(preset: str, spec, precision: str, num_workers: int | str, eval_samples: int) -> float:
     """Samples/s of the real stage, first batch to the end of its evaluation."""
     clock = WallClock()
     with tempfile.TemporaryDirectory() as folder:
@@ -60,7 +62,7 @@ def model_step_rate(preset: str, spec, precision: str) -> float:
     return (len(ready) - 1) * spec.data.batch_size / (time.perf_counter() - start)
 
 
-def measure(preset: str, stage: str, steps: int | None, precision: str, num_workers: int, eval_samples: int,
+def measure(preset: str, stage: str, steps: int | None, precision: str, num_workers: int | str, eval_samples: int,
             sample_cache: str) -> dict:
     spec = stage_spec(stage).replace(starts_from="foundation")
     if steps:
@@ -84,7 +86,8 @@ def main() -> None:
     parser.add_argument("--stage", action="append", choices=STAGE_NAMES, help="repeatable (default: all three)")
     parser.add_argument("--steps", type=int, default=None, help="steps per stage (default: the demo's)")
     parser.add_argument("--precision", default="auto", help="Lightning precision (default auto, as make demo)")
-    parser.add_argument("--num-workers", type=int, default=1, help="loader workers (the pipeline's default 1)")
+    parser.add_argument("--num-workers", type=workers_or_auto, default="auto",
+                        help="loader workers (default auto, as the pipeline: 0 on a CPU, 1 with a GPU)")
     parser.add_argument("--eval-samples", type=int, default=DEMO_EVAL_SAMPLES,
                         help="held-out questions per family and detail (the demo's 40)")
     parser.add_argument("--sample-cache", default="auto", metavar="auto|off|DIR",
@@ -96,7 +99,7 @@ def main() -> None:
     rows = [measure(args.preset, stage, args.steps, precision, args.num_workers, args.eval_samples, args.sample_cache)
             for stage in args.stage or STAGE_NAMES]
     result = {"benchmark": "stage_throughput", "preset": args.preset, "precision": precision,
-              "num_workers": args.num_workers, "eval_samples": args.eval_samples,
+              "num_workers": loader_workers(args.num_workers), "eval_samples": args.eval_samples,
               "sample_cache": args.sample_cache, "threads": torch.get_num_threads(),
               "rows": rows, "min_ratio": min(row["ratio"] for row in rows), "machine": machine(),
               "date": time.strftime("%Y-%m-%d")}

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -18,7 +19,7 @@ from dsvl_lab.model import DSVLModel
 from dsvl_lab.harness import resolve_precision
 from dsvl_lab.training import (GROUPS, STAGE_NAMES, DSVLLitModule, HandoffError, StageConfigError, group_of,
                                paper_stage, run_pipeline, run_stage, stage_spec, write_stage_output)
-from dsvl_lab.training.callbacks import NonFiniteLoss
+from dsvl_lab.training.callbacks import NonFiniteGuard, NonFiniteLoss
 from dsvl_lab.training.report import learning_rates, markdown
 from dsvl_lab.training.run import pipeline_sample_keys
 
@@ -342,6 +343,22 @@ def test_nan_guard_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_
     assert not (tmp_path / "model").exists()  # nothing handed on
 
 
+def test_nan_guard_names_a_non_finite_gradient_or_an_overflowing_norm():
+    layer = torch.nn.Linear(3, 2)
+    module = SimpleNamespace(named_parameters=layer.named_parameters, spec=SimpleNamespace(name="stage2_joint"))
+    trainer = SimpleNamespace(callback_metrics={"train/loss": torch.tensor(2.0)}, global_step=7)
+    guard = NonFiniteGuard()
+    layer.weight.grad, layer.bias.grad = torch.zeros(2, 3), torch.tensor([0.0, float("inf")])
+    named = r"step 7 of stage2_joint: gradients of 1 tensors are not finite \(e\.g\. bias\)"
+    with pytest.raises(NonFiniteLoss, match=named):
+        guard.on_before_optimizer_step(trainer, module, None)
+    layer.bias.grad = torch.zeros(2)
+    guard.on_before_optimizer_step(trainer, module, None)  # every gradient finite: the step goes on
+    layer.weight.grad = torch.full((2, 3), 3e38)  # finite elements whose norm overflows fp32
+    with pytest.raises(NonFiniteLoss, match="the total gradient norm overflows"):
+        guard.on_before_optimizer_step(trainer, module, None)
+
+
 def test_smoke_pipeline_runs_three_checked_stages_and_reports(tmp_path):
     samples = tmp_path.parent / f"{tmp_path.name}-samples"
     report = run_pipeline(PRESET, tmp_path, smoke=True, progress=False, num_workers=0, sample_cache=samples)
@@ -443,3 +460,15 @@ def test_throughput_flops_of_a_batch_are_the_analytic_count_of_its_samples():
     b, t = mixed["input_ids"].shape
     expected = step_flops(module.config, spec, 1, t, 1)["total"] + step_flops(module.config, spec, b - 1, t, 0)["total"]
     assert batch_flops(module.config, spec, mixed) == expected
+
+
+def test_loader_workers_auto_is_none_on_a_cpu_and_bad_counts_are_refused(monkeypatch):
+    from dsvl_lab.data.datamodule import loader_workers
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert loader_workers("auto") == 0 and loader_workers(3) == 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert loader_workers("auto") == 1
+    for bad in (-1, "two", 1.5, True):
+        with pytest.raises(ValueError, match="num_workers must be a whole number >= 0 or 'auto'"):
+            loader_workers(bad)

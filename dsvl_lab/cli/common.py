@@ -100,6 +100,12 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def workers_or_auto(text: str) -> int | str:
+    """``type=`` for ``--num-workers``: ``auto`` (the machine decides, ``data.datamodule.loader_workers``)
+    or a whole number >= 0."""
+    return "auto" if text.strip().lower() == "auto" else whole_number(0)(text)
+
+
 def real_number(low: float, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
     """``type=`` for a finite number option >= ``low`` (> ``low`` when ``low_open``), <= ``high``."""
 

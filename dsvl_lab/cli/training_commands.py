@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .common import (COMMANDS, COUNT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Command, arg, is_user_error,
-                     stopped_by_ctrl_c, subcommand, what_was_kept, whole_number)
+                     stopped_by_ctrl_c, subcommand, what_was_kept, workers_or_auto)
 
 # Imports of torch, the model and the libraries sit inside the command functions: the one place in
 # the package where lazy imports are justified, so that `dsvl-lab --help` answers at once.
@@ -83,8 +83,9 @@ def readable_config_error(error: Exception) -> str:
         arg("--out", required=True, help="run folder (created)"),
         arg("--smoke", action="store_true", help="a few steps per stage: checks the pipeline, learns nothing"),
         arg("--eval-samples", type=COUNT, default=None, help="held-out questions per family and detail (default 40)"),
-        arg("--num-workers", type=whole_number(0), default=1,
-            help="data loader worker processes (default 1; 0 loads in the main process)"),
+        arg("--num-workers", type=workers_or_auto, default="auto",
+            help="data loader worker processes (default auto: 0 on a CPU, where a worker competes with the "
+                 "model for the cores, 1 with a GPU; 0 loads in the main process)"),
         arg("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"),
             help="training precision (default auto: bf16 autocast where bf16 matmuls are fast here, else fp32)"),
         arg("--sample-cache", default="auto", metavar="auto|off|DIR",

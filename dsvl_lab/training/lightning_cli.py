@@ -34,7 +34,7 @@ class StageDataModule(DSVLDataModule):
     """The data of a stage, read from the same preset and stage as the model (linked by the CLI)."""
 
     def __init__(self, preset: str = "dsvl-tiny-hybrid", stage: StageSpec | str = "stage1_adaptor",
-                 scale: str = "mini", num_workers: int = 1, val_batches: int = 2) -> None:
+                 scale: str = "mini", num_workers: int | str = "auto", val_batches: int = 2) -> None:
         spec = as_stage_spec(stage, scale)
         super().__init__(preset, spec.data, total_steps=spec.steps, num_workers=num_workers, val_batches=val_batches)
 

@@ -79,7 +79,7 @@ def stage_callbacks(out: Path, spec: StageSpec, eval_every: int, eval_samples: i
 def run_stage(preset: str, spec: StageSpec | str, out: str | Path, start: str | Path | None = None,
               progress: bool = True, eval_every: int = 0, eval_samples: int = 20, checkpoint_every: int = 50,
               extra_callbacks: Sequence[L.Callback] = (), language_eval: bool = True, throughput: bool = True,
-              num_workers: int = 1, **trainer_options) -> StageRun:
+              num_workers: int | str = "auto", **trainer_options) -> StageRun:
     """Train one stage into ``out``; resumes from ``out/checkpoints/last.ckpt`` when it exists.
 
     ``out`` is owned by this process while it trains (``dsvl_lab.run_folder.owned``); a checkpoint
@@ -100,7 +100,7 @@ def start_key(start: str | Path | None) -> str | None:
 
 def train_stage_in(out: Path, preset: str, spec: StageSpec, start, progress: bool, eval_every: int,
                    eval_samples: int, checkpoint_every: int, extra_callbacks: Sequence[L.Callback],
-                   language_eval: bool, throughput: bool, num_workers: int, val_every: int | None = None,
+                   language_eval: bool, throughput: bool, num_workers: int | str, val_every: int | None = None,
                    **trainer_options) -> StageRun:
     """Train the stage with the harness (trainer, resumable fit); ``trainer_options`` override Trainer arguments."""
     asked = {"preset": preset, "stage": spec.to_dict(), "start": start_key(start)}  # the module's hparams
