@@ -108,8 +108,7 @@ class DSVLDataModule(L.LightningDataModule):
         self.config = DSVLConfig.from_name(config) if isinstance(config, str) else config
         self.data = resolve_stage_data(stage_data, **overrides)
         self.total_steps = total_steps
-        self.num_workers = num_workers
-        loader_workers(num_workers)  # a bad value fails here, before anything is built
+        self.num_workers = loader_workers(num_workers)  # resolved once: a bad value fails before anything is built
         self.val_batches = val_batches
         self.processor = processor
         self.next_step = 0
@@ -152,7 +151,7 @@ class DSVLDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_batches, batch_size=None, sampler=RemainingSteps(self, self.total_steps),
-                          num_workers=loader_workers(self.num_workers), persistent_workers=False)
+                          num_workers=self.num_workers, persistent_workers=False)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.validation_batches(), batch_size=None)  # a list of ready batches
