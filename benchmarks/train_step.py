@@ -171,7 +171,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seq", type=int, default=128, help="tokens per sample, image tokens included")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--fused", default="auto", choices=("auto", "on", "off"),
-                        help="our AdamW fused (auto: on CUDA only, where it measured faster)")
+                        help="our AdamW fused (auto: on CUDA only; on a CPU the harness keeps torch's default, "
+                             "see bench_adamw.py)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile our model (inductor) before timing; the compile time is reported")
     parser.add_argument("--rounds", type=int, default=6)
