@@ -26,7 +26,7 @@ help:
 	@echo "make lab     set up .venv if needed and start JupyterLab on notebooks/"
 	@echo "make test-unit | test-parity | test-notebooks | test-ddp   one tier only"
 	@echo "make lint    ruff on the package, tests and benchmarks (make test runs it first)"
-	@echo "make demo    the three training stages on dsvl-tiny-hybrid (about 7.5 min on 2 cores), then the table"
+	@echo "make demo    the three training stages on dsvl-tiny-hybrid (4-6 min on 2 cores with bf16 instructions, 9-12 without), then the table"
 	@echo "make clean   remove .venv and caches"
 
 $(PY):

@@ -202,7 +202,19 @@ def machine() -> dict:
     import transformers
 
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "bf16_instructions": cpu_bf16_flags(),  # the same model name has come with and without them
             "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU's bf16 and AVX-512 flags (``avx512_bf16``, ``amx_bf16``, ``avx512f``...): [] on an AVX2-only CPU,
+    where bf16 matrix products convert every element and run slower than fp32."""
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(flag for flag in flags if "bf16" in flag or flag in ("avx512f", "amx_tile"))
 
 
 def print_table(results: list[dict]) -> None:

@@ -33,6 +33,8 @@ from dsvl_lab.atomic import write_json_atomic
 from dsvl_lab.data.lm_eval import language_retention
 from dsvl_lab.data.stage_data import world_image_size
 from dsvl_lab.data.tasks import DETAILS, FAMILIES
+from dsvl_lab.harness import resolve_precision
+from dsvl_lab.harness.trainer import autocast_for
 from dsvl_lab.metrics import vl_eval
 from dsvl_lab.processor import DSVLProcessor
 from dsvl_lab.training.run import DEMO_EVAL_SAMPLES
@@ -44,19 +46,24 @@ PRESET = "dsvl-tiny-hybrid"
 BAR = 0.9
 
 
-def model_step_s(model, batches, optimizer, scheduler, spec, timed_steps: int) -> float:
+def model_step_s(model, batches, optimizer, scheduler, spec, timed_steps: int, precision: str) -> float:
     """Seconds per step of the model alone (forward, loss, backward, clip, AdamW, schedule)."""
     ready = [batches[step] for step in range(timed_steps + 1)]
-    training_step_by_hand(model, ready[0], optimizer, scheduler, spec.grad_clip, "32-true")  # warm-up
+    training_step_by_hand(model, ready[0], optimizer, scheduler, spec.grad_clip, precision)  # warm-up
     started = time.perf_counter()
     for batch in ready[1:]:
-        training_step_by_hand(model, batch, optimizer, scheduler, spec.grad_clip, "32-true")
+        training_step_by_hand(model, batch, optimizer, scheduler, spec.grad_clip, precision)
     return (time.perf_counter() - started) / timed_steps
 
 
-@torch.no_grad()
-def evaluation_parts(model, prompt_format: str, n: int) -> dict[str, float]:
-    """Seconds of each part of ``evaluate_stage``'s work on ``n`` questions per family and detail."""
+def evaluation_parts(model, prompt_format: str, n: int, precision: str) -> dict[str, float]:
+    """Seconds of each part of ``evaluate_stage``'s work on ``n`` questions per family and detail,
+    under the stage's autocast as ``StageEvaluation`` runs it."""
+    with torch.no_grad(), autocast_for(precision):
+        return _evaluation_parts(model, prompt_format, n)
+
+
+def _evaluation_parts(model, prompt_format: str, n: int) -> dict[str, float]:
     model.eval()
     processor = DSVLProcessor.from_config(model.config)
     size = world_image_size(model.config)
@@ -93,13 +100,13 @@ def evaluation_parts(model, prompt_format: str, n: int) -> dict[str, float]:
     return {part: round(seconds, 2) for part, seconds in parts.items()} | {"questions": len(samples)}
 
 
-def run(stage: str, timed_steps: int, n: int) -> dict:
+def run(stage: str, timed_steps: int, n: int, precision: str) -> dict:
     spec = stage_spec(stage).replace(starts_from="foundation")  # as stage_throughput.py: the same shapes and costs
     model, batches, optimizer, scheduler = prepared_stage(PRESET, spec)
-    step_s = model_step_s(model, batches, optimizer, scheduler, spec, timed_steps)
+    step_s = model_step_s(model, batches, optimizer, scheduler, spec, timed_steps, precision)
     model_time = spec.steps * step_s
     budget = model_time * (1 / BAR - 1)
-    parts = evaluation_parts(model, spec.prompt_format, n)
+    parts = evaluation_parts(model, spec.prompt_format, n, precision)
     evaluation = round(sum(v for k, v in parts.items() if k != "questions"), 2)
     return {"stage": stage, "steps": spec.steps, "batch": spec.data.batch_size, "model_step_ms": round(step_s * 1e3, 1),
             "model_time_s": round(model_time, 1), "budget_at_bar_s": round(budget, 2), "evaluation_parts_s": parts,
@@ -115,16 +122,19 @@ def main() -> None:
     parser.add_argument("--timed-steps", type=int, default=30, help="model steps timed alone per stage")
     parser.add_argument("--eval-samples", type=int, default=DEMO_EVAL_SAMPLES,
                         help="questions per family and detail, as the demo's stages (default %(default)s)")
+    parser.add_argument("--precision", default="auto",
+                        help="Lightning precision (default auto, as make demo: bf16-mixed where bf16 is fast)")
     parser.add_argument("--name", default="stage_eval_floor", help="results file name")
     args = parser.parse_args()
+    precision = resolve_precision(args.precision)
     rows = []
     for stage in args.stages:
-        rows.append(run(stage, args.timed_steps, args.eval_samples))
+        rows.append(run(stage, args.timed_steps, args.eval_samples, precision))
         row = rows[-1]
         print(f"{stage}: model {row['model_time_s']} s over {row['steps']} steps, budget at {BAR} "
               f"{row['budget_at_bar_s']} s, evaluation alone {row['evaluation_s']} s "
               f"(best ratio {row['best_ratio_with_this_evaluation']})", flush=True)
-    result = {"benchmark": "stage_eval_floor", "preset": PRESET, "bar": BAR, "rows": rows,
+    result = {"benchmark": "stage_eval_floor", "preset": PRESET, "precision": precision, "bar": BAR, "rows": rows,
               "machine": machine(), "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result))
     write_json_atomic(RESULTS / f"{args.name}.json", result)
