@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from bench_model import machine
+from stage_throughput import model_step_seconds
 
 from dsvl_lab.atomic import write_json_atomic
 from dsvl_lab.data.lm_eval import language_retention
@@ -39,21 +40,11 @@ from dsvl_lab.metrics import vl_eval
 from dsvl_lab.processor import DSVLProcessor
 from dsvl_lab.training.run import DEMO_EVAL_SAMPLES
 from dsvl_lab.training.spec import STAGE_NAMES, stage_spec
-from dsvl_lab.training.step import prepared_stage, training_step_by_hand
+from dsvl_lab.training.step import prepared_stage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PRESET = "dsvl-tiny-hybrid"
 BAR = 0.9
-
-
-def model_step_s(model, batches, optimizer, scheduler, spec, timed_steps: int, precision: str) -> float:
-    """Seconds per step of the model alone (forward, loss, backward, clip, AdamW, schedule)."""
-    ready = [batches[step] for step in range(timed_steps + 1)]
-    training_step_by_hand(model, ready[0], optimizer, scheduler, spec.grad_clip, precision)  # warm-up
-    started = time.perf_counter()
-    for batch in ready[1:]:
-        training_step_by_hand(model, batch, optimizer, scheduler, spec.grad_clip, precision)
-    return (time.perf_counter() - started) / timed_steps
 
 
 def evaluation_parts(model, prompt_format: str, n: int, precision: str) -> dict[str, float]:
@@ -102,8 +93,9 @@ def _evaluation_parts(model, prompt_format: str, n: int) -> dict[str, float]:
 
 def run(stage: str, timed_steps: int, n: int, precision: str) -> dict:
     spec = stage_spec(stage).replace(starts_from="foundation")  # as stage_throughput.py: the same shapes and costs
-    model, batches, optimizer, scheduler = prepared_stage(PRESET, spec)
-    step_s = model_step_s(model, batches, optimizer, scheduler, spec, timed_steps, precision)
+    prepared = prepared_stage(PRESET, spec)
+    step_s = model_step_seconds(prepared, spec, precision, timed_steps)  # stage_throughput.py's timing
+    model = prepared[0]
     model_time = spec.steps * step_s
     budget = model_time * (1 / BAR - 1)
     parts = evaluation_parts(model, spec.prompt_format, n, precision)

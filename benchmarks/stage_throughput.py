@@ -54,15 +54,22 @@ def stage_rate(preset: str, spec, precision: str, num_workers: int | str, eval_s
     return spec.steps * spec.data.batch_size / (clock.end - clock.first)
 
 
-def model_step_rate(preset: str, spec, precision: str) -> float:
-    """Samples/s of the model step alone over the stage's own batches, built before the clock starts."""
-    model, batches, optimizer, scheduler = prepared_stage(preset, spec)
-    ready = [batches[step] for step in range(spec.steps)]
+def model_step_seconds(prepared, spec, precision: str, steps: int) -> float:
+    """Seconds per model step alone (forward, loss, backward, clip, AdamW, schedule) over the first
+    ``steps`` + 1 of the stage's batches, built before the clock starts; the first is a warm-up.
+    ``prepared`` is what ``training.step.prepared_stage`` returns."""
+    model, batches, optimizer, scheduler = prepared
+    ready = [batches[step] for step in range(steps + 1)]
     training_step_by_hand(model, ready[0], optimizer, scheduler, spec.grad_clip, precision)  # warm-up
     start = time.perf_counter()
     for batch in ready[1:]:
         training_step_by_hand(model, batch, optimizer, scheduler, spec.grad_clip, precision)
-    return (len(ready) - 1) * spec.data.batch_size / (time.perf_counter() - start)
+    return (time.perf_counter() - start) / steps
+
+
+def model_step_rate(preset: str, spec, precision: str) -> float:
+    """Samples/s of the model step alone over the stage's own batches (all but one, the warm-up)."""
+    return spec.data.batch_size / model_step_seconds(prepared_stage(preset, spec), spec, precision, spec.steps - 1)
 
 
 def measure(preset: str, stage: str, steps: int | None, precision: str, num_workers: int | str, eval_samples: int,
